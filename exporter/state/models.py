@@ -1,0 +1,97 @@
+"""Tables of the state database.
+
+Everything here lives in the workspace and may hold original identifiers
+(paths, UIDs, patient ids): it is the honest broker's side, never exported.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlmodel import Field, SQLModel, UniqueConstraint
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now, for audit timestamps."""
+    return datetime.now(UTC)
+
+
+class IndexedFile(SQLModel, table=True):
+    """One file seen under a folder source, with the header fields selection needs."""
+
+    path: str = Field(primary_key=True)
+    root: str = Field(index=True)
+    size: int
+    mtime_ns: int
+    skip_reason: str | None = None
+    patient_id: str | None = Field(default=None, index=True)
+    study_uid: str | None = Field(default=None, index=True)
+    series_uid: str | None = None
+    sop_uid: str | None = None
+    sop_class_uid: str | None = None
+    accession_number: str | None = Field(default=None, index=True)
+    study_date: str | None = None
+    modality: str | None = None
+    transfer_syntax_uid: str | None = None
+
+
+class Job(SQLModel, table=True):
+    """One export: manifest x source x recipe -> export folder."""
+
+    id: str = Field(primary_key=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    manifest_path: str
+    manifest_digest: str
+    source: str
+    out_dir: str
+    recipe_digest: str
+    state: str = "planning"  # planning -> running -> finished
+
+
+class Task(SQLModel, table=True):
+    """One study of a job; the unit of work, retry and resume."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(index=True)
+    ordinal: int
+    study_uid: str
+    patient_id: str
+    subject_id: str | None = None
+    state: str = "pending"  # pending -> done
+    exported: int = 0
+    quarantined: int = 0
+    failed: int = 0
+    bytes_out: int = 0
+
+
+class RowMatch(SQLModel, table=True):
+    """Which studies a manifest row selected (a study may serve several rows)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(index=True)
+    row: int
+    study_uid: str | None = None  # None: the row matched nothing
+
+
+class Outcome(SQLModel, table=True):
+    """An instance that was not exported, and why."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(index=True)
+    task_id: int = Field(index=True)
+    source_item: str
+    status: str  # quarantined | failed
+    reason: str
+    quarantine_path: str | None = None
+
+
+class Linkage(SQLModel, table=True):
+    """Original identifier -> pseudonym, for the honest broker only."""
+
+    __table_args__ = (UniqueConstraint("kind", "original"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str  # patient | uid | date_offset
+    original: str
+    pseudonym: str
