@@ -1,0 +1,237 @@
+"""The Parquet catalogs of an export: instances, series and studies.
+
+Every value comes from the de-identified dataset, never the source. The
+schema is documented field by field (``docs/catalog.md``, and each field's
+``description`` in the Parquet metadata); change it only together with
+``SCHEMA_VERSION``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+
+SCHEMA_VERSION = "1"
+
+
+def _f(name: str, kind: pa.DataType, doc: str) -> pa.Field:
+    return pa.field(name, kind, metadata={"description": doc})
+
+
+_KEYS = [
+    _f("patient_pseudonym", pa.string(), "Pseudonymous patient id (or SubjectID)"),
+    _f("study_uid", pa.string(), "Study Instance UID, pseudonymous (2.25.)"),
+]
+INSTANCES = pa.schema(
+    [
+        *_KEYS,
+        _f("series_uid", pa.string(), "Series Instance UID, pseudonymous"),
+        _f("sop_uid", pa.string(), "SOP Instance UID, pseudonymous"),
+        _f("file_path", pa.string(), "Path of the file relative to the export"),
+        _f("modality", pa.string(), "Modality (0008,0060)"),
+        _f("sop_class_uid", pa.string(), "SOP Class UID"),
+        _f("transfer_syntax_uid", pa.string(), "Transfer Syntax UID"),
+        _f("series_number", pa.int32(), "Series Number"),
+        _f("instance_number", pa.int32(), "Instance Number"),
+        _f("rows", pa.int32(), "Rows"),
+        _f("columns", pa.int32(), "Columns"),
+        _f("frames", pa.int32(), "Number of Frames (1 when absent)"),
+        _f("bits_allocated", pa.int32(), "Bits Allocated"),
+        _f("photometric_interpretation", pa.string(), "Photometric Interpretation"),
+        _f("pixel_spacing", pa.list_(pa.float64()), "Pixel Spacing, mm (row, col)"),
+        _f("slice_thickness", pa.float64(), "Slice Thickness, mm"),
+        _f("image_position", pa.list_(pa.float64()), "Image Position (Patient)"),
+        _f(
+            "image_orientation", pa.list_(pa.float64()), "Image Orientation (Patient)"
+        ),
+        _f("study_date", pa.date32(), "Study Date, shifted per patient"),
+        _f("series_date", pa.date32(), "Series Date, shifted per patient"),
+        _f("content_date", pa.date32(), "Content Date, shifted per patient"),
+        _f("patient_age", pa.string(), "Patient's Age as recorded (over 89: 090Y)"),
+        _f("patient_sex", pa.string(), "Patient's Sex"),
+        _f("manufacturer", pa.string(), "Manufacturer"),
+        _f("model", pa.string(), "Manufacturer's Model Name"),
+        _f("file_size", pa.int64(), "File size in bytes"),
+        _f("sha256", pa.string(), "SHA-256 of the file"),
+    ]
+)
+SERIES = pa.schema(
+    [
+        *_KEYS,
+        _f("series_uid", pa.string(), "Series Instance UID, pseudonymous"),
+        _f("modality", pa.string(), "Modality"),
+        _f("series_number", pa.int32(), "Series Number"),
+        _f("series_date", pa.date32(), "Series Date, shifted"),
+        _f("instances", pa.int64(), "Instances exported"),
+        _f("bytes", pa.int64(), "Bytes exported"),
+        _f("rows", pa.int32(), "Rows of the first instance"),
+        _f("columns", pa.int32(), "Columns of the first instance"),
+        _f("slice_thickness", pa.float64(), "Slice Thickness of the first instance"),
+        _f("manufacturer", pa.string(), "Manufacturer"),
+        _f("model", pa.string(), "Manufacturer's Model Name"),
+    ]
+)
+STUDIES = pa.schema(
+    [
+        *_KEYS,
+        _f("study_date", pa.date32(), "Study Date, shifted per patient"),
+        _f("modalities", pa.list_(pa.string()), "Modalities of the series, sorted"),
+        _f("series", pa.int64(), "Series exported"),
+        _f("instances", pa.int64(), "Instances exported"),
+        _f("bytes", pa.int64(), "Bytes exported"),
+        _f("patient_age", pa.string(), "Patient's Age at this study"),
+        _f("patient_sex", pa.string(), "Patient's Sex"),
+    ]
+)
+TABLES = {"instances": INSTANCES, "series": SERIES, "studies": STUDIES}
+
+
+def _text(ds: Dataset, keyword: str) -> str | None:
+    value = ds.get(keyword)
+    return None if value in (None, "") else str(value)
+
+
+def _int(ds: Dataset, keyword: str) -> int | None:
+    try:
+        value = ds.get(keyword)
+        return None if value in (None, "") else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _float(ds: Dataset, keyword: str) -> float | None:
+    try:
+        value = ds.get(keyword)
+        return None if value in (None, "") else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _floats(ds: Dataset, keyword: str) -> list[float] | None:
+    value = ds.get(keyword)
+    if value in (None, ""):
+        return None
+    try:
+        items = list(value) if isinstance(value, (list, tuple, MultiValue)) else [value]
+        return [float(v) for v in items]
+    except (TypeError, ValueError):
+        return None
+
+
+def _date(ds: Dataset, keyword: str) -> date | None:
+    value = str(ds.get(keyword) or "")
+    try:
+        return date(int(value[:4]), int(value[4:6]), int(value[6:8]))
+    except ValueError:
+        return None
+
+
+def instance_row(
+    ds: Dataset, patient: str, file_path: str, size: int, sha256: str
+) -> dict[str, Any]:
+    """The catalog row of one exported (already de-identified) instance."""
+    meta = getattr(ds, "file_meta", None)
+    return {
+        "patient_pseudonym": patient,
+        "study_uid": _text(ds, "StudyInstanceUID"),
+        "series_uid": _text(ds, "SeriesInstanceUID"),
+        "sop_uid": _text(ds, "SOPInstanceUID"),
+        "file_path": file_path,
+        "modality": _text(ds, "Modality"),
+        "sop_class_uid": _text(ds, "SOPClassUID"),
+        "transfer_syntax_uid": str(meta.TransferSyntaxUID) if meta else None,
+        "series_number": _int(ds, "SeriesNumber"),
+        "instance_number": _int(ds, "InstanceNumber"),
+        "rows": _int(ds, "Rows"),
+        "columns": _int(ds, "Columns"),
+        "frames": _int(ds, "NumberOfFrames") or 1,
+        "bits_allocated": _int(ds, "BitsAllocated"),
+        "photometric_interpretation": _text(ds, "PhotometricInterpretation"),
+        "pixel_spacing": _floats(ds, "PixelSpacing"),
+        "slice_thickness": _float(ds, "SliceThickness"),
+        "image_position": _floats(ds, "ImagePositionPatient"),
+        "image_orientation": _floats(ds, "ImageOrientationPatient"),
+        "study_date": _date(ds, "StudyDate"),
+        "series_date": _date(ds, "SeriesDate"),
+        "content_date": _date(ds, "ContentDate"),
+        "patient_age": _text(ds, "PatientAge"),
+        "patient_sex": _text(ds, "PatientSex"),
+        "manufacturer": _text(ds, "Manufacturer"),
+        "model": _text(ds, "ManufacturerModelName"),
+        "file_size": size,
+        "sha256": sha256,
+    }
+
+
+def study_tables(rows: list[dict[str, Any]]) -> dict[str, pa.Table]:
+    """Instances, series and studies tables for the exported rows of one study."""
+    rows = sorted(
+        rows,
+        key=lambda r: (r["series_uid"] or "", r["instance_number"] or 0, r["sop_uid"]),
+    )
+    series: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        entry = series.get(row["series_uid"])
+        if entry is None:
+            entry = series[row["series_uid"]] = {
+                key: row[key]
+                for key in SERIES.names
+                if key in row and key not in ("instances", "bytes")
+            }
+            entry.update(instances=0, bytes=0)
+        entry["instances"] += 1
+        entry["bytes"] += row["file_size"]
+    studies = []
+    if rows:
+        first = rows[0]
+        studies.append(
+            {
+                "patient_pseudonym": first["patient_pseudonym"],
+                "study_uid": first["study_uid"],
+                "study_date": first["study_date"],
+                "modalities": sorted({r["modality"] for r in rows if r["modality"]}),
+                "series": len(series),
+                "instances": len(rows),
+                "bytes": sum(r["file_size"] for r in rows),
+                "patient_age": first["patient_age"],
+                "patient_sex": first["patient_sex"],
+            }
+        )
+    return {
+        "instances": pa.Table.from_pylist(rows, schema=INSTANCES),
+        "series": pa.Table.from_pylist(list(series.values()), schema=SERIES),
+        "studies": pa.Table.from_pylist(studies, schema=STUDIES),
+    }
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def merge_parts(
+    parts: Iterable[Path], schema: pa.Schema, target: Path, metadata: dict[str, str]
+) -> int:
+    """Stream part files, in the given order, into one Parquet file; returns rows."""
+    full = schema.with_metadata({k.encode(): v.encode() for k, v in metadata.items()})
+    tmp = target.with_name(f".{target.name}.tmp")
+    total = 0
+    with pq.ParquetWriter(tmp, full, compression="zstd") as writer:
+        for part in parts:
+            table = pq.read_table(part, schema=schema)
+            total += table.num_rows
+            writer.write_table(table.replace_schema_metadata(full.metadata))
+    tmp.replace(target)
+    return total

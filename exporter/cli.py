@@ -1,0 +1,192 @@
+"""The command line: thin over the library; parses, prints, sets exit codes.
+
+Exit codes: 0 every selected instance exported; 1 the job could not run;
+2 usage error; 3 finished, but some items were not exported.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from exporter import __version__
+from exporter.engine.job import JobSummary, RunRequest, run_job
+from exporter.engine.job import Progress as EngineProgress
+from exporter.errors import ExporterError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold identifying values
+    help="De-identifying research export of DICOM studies.",
+)
+err = Console(stderr=True, highlight=False)
+
+
+class _BarProgress(EngineProgress):
+    """Studies, instances and MB/s on a terminal; silent when quiet."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar: Progress | None = None
+
+    def note(self, message: str) -> None:
+        if not self.quiet:
+            err.print(message)
+
+    def start(self, studies: int, instances: int) -> None:
+        if self.quiet or not err.is_terminal:
+            return
+        self.bar = Progress(
+            TextColumn("[bold]exporting"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("studies"),
+            TextColumn("{task.fields[instances]} instances"),
+            TextColumn("{task.fields[rate]} MB/s"),
+            TimeElapsedColumn(),
+            console=err,
+        )
+        self.bar.start()
+        self.task = self.bar.add_task("export", total=studies, instances=0, rate="-")
+        self.instances = 0
+        self.nbytes = 0
+        self.started = time.monotonic()
+
+    def advance(self, instances: int, nbytes: int) -> None:
+        if self.bar is not None:
+            self.instances += instances
+            self.nbytes += nbytes
+            elapsed = max(time.monotonic() - self.started, 1e-6)
+            rate = f"{self.nbytes / elapsed / 1e6:.1f}"
+            self.bar.update(self.task, advance=1, instances=self.instances, rate=rate)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _configure_logging(quiet: bool, verbose: bool) -> None:
+    level = logging.WARNING
+    if verbose:
+        level = logging.DEBUG
+    elif quiet:
+        level = logging.ERROR
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _summary_line(summary: JobSummary) -> str:
+    rows = ", ".join(f"{n} {status}" for status, n in sorted(summary.rows_status.items()))
+    line = (
+        f"export {summary.job_id}: {summary.exported} instances exported "
+        f"({summary.bytes_out / 1e6:.1f} MB) from {summary.studies} studies; "
+        f"{summary.quarantined} quarantined, {summary.failed} failed; "
+        f"manifest rows: {rows or 'none'}"
+    )
+    skipped = sum(summary.source_skipped.values())
+    if skipped:
+        line += f"; {skipped} source files skipped"
+    return line
+
+
+def _details(summary: JobSummary) -> list[str]:
+    lines = [f"  {n} x {reason}" for reason, n in summary.reasons.most_common()]
+    lines += [f"  source: {n} x {r}" for r, n in summary.source_skipped.most_common()]
+    if not summary.complete:
+        lines.append(
+            f"  per row: {summary.out_dir / 'reconciliation.csv'}; per file "
+            f"(workspace only): {summary.workspace / 'jobs' / summary.job_id / 'not-exported.csv'}"
+        )
+    return lines
+
+
+@app.command()
+def run(
+    manifest: Annotated[Path, typer.Argument(help="Cohort manifest (CSV).")],
+    source: Annotated[str, typer.Option("--source", help="Folder of DICOM files.")],
+    out: Annotated[Path, typer.Option("--out", help="Export folder to write.")],
+    workspace: Annotated[
+        Path | None,
+        typer.Option(help="Private state folder [default: $EXPORTER_WORKSPACE or ./exporter-workspace]."),
+    ] = None,
+    recipe: Annotated[
+        Path | None, typer.Option(help="deid recipe [default: the built-in Basic Profile].")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes [default: number of cores].")
+    ] = 0,
+    database_url: Annotated[
+        str | None, typer.Option(help="State database URL [default: SQLite in the workspace].")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the summary.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging (may name files).")] = False,
+) -> None:
+    """Export the studies a cohort manifest selects, de-identified, with catalogs."""
+    if quiet and verbose:
+        raise typer.BadParameter("choose --quiet or --verbose, not both")
+    _configure_logging(quiet, verbose)
+    request = RunRequest(
+        manifest=manifest,
+        source=source,
+        out=out,
+        workspace=workspace,
+        recipe=recipe,
+        workers=workers or os.cpu_count() or 1,
+        database_url=database_url,
+    )
+    try:
+        summary = run_job(request, _BarProgress(quiet))
+    except ExporterError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(EXIT_FAILED) from None
+    typer.echo(_summary_line(summary))
+    if not quiet or not summary.complete:
+        for line in _details(summary):
+            err.print(line, markup=False)
+    raise typer.Exit(EXIT_OK if summary.complete else EXIT_INCOMPLETE)
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path, typer.Argument(help="Folder for the demo.")] = Path("exporter-demo"),
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 0,
+) -> None:
+    """Make a synthetic source with planted PHI, a manifest, and export it."""
+    from exporter.demo import run_demo
+
+    try:
+        code = run_demo(directory, workers or os.cpu_count() or 1, echo=typer.echo)
+    except ExporterError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(EXIT_FAILED) from None
+    raise typer.Exit(code)
+
+
+@app.callback(invoke_without_command=True)
+def _version(
+    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+) -> None:
+    if version:
+        typer.echo(f"exporter {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+def main() -> None:
+    """Entry point of the ``exporter`` command."""
+    sys.exit(app())

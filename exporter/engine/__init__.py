@@ -1,0 +1,1 @@
+"""Plan a job into study tasks, run them on workers, resume, finalize."""

@@ -1,0 +1,36 @@
+"""Atomic file writes and the export's path layout."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+TMP_MARK = ".tmp-"
+
+
+def safe_component(text: str) -> str:
+    """A path component from a pseudonym: letters, digits, dot, dash, underscore."""
+    cleaned = _UNSAFE.sub("_", text).strip(".") or "_"
+    return cleaned[:64]
+
+
+def write_atomic(target: Path, data: bytes) -> None:
+    """Write ``data`` to ``target`` so that readers see all of it or nothing."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f"{TMP_MARK}{os.getpid()}-{target.name}")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+    os.replace(tmp, target)
+
+
+def sweep_partial(root: Path) -> int:
+    """Delete temporary files a killed run left under ``root``; returns the count."""
+    removed = 0
+    if not root.exists():
+        return 0
+    for path in root.rglob(f"{TMP_MARK}*"):
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed

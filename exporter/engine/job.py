@@ -1,0 +1,341 @@
+"""Run a job: plan studies into tasks, execute them on workers, finalize.
+
+Resumable by construction: a task is marked done only after its files and
+catalog parts are in place, files are written atomically and
+deterministically, so re-running the same command redoes exactly the
+unfinished studies and yields the same bytes.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import os
+import platform
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pydicom
+from sqlalchemy import delete
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from exporter import __version__
+from exporter.catalog import SCHEMA_VERSION, TABLES, merge_parts
+from exporter.cohort import Manifest, read_manifest
+from exporter.engine.files import sweep_partial, write_atomic
+from exporter.engine.worker import StudyResult, StudyTask, export_study
+from exporter.policy.annex_e import EDITION
+from exporter.policy.profile import DEFAULT_OPTIONS, build_recipe
+from exporter.policy.recipe import CompiledRecipe, compile_recipe, load_recipe
+from exporter.sources import open_source
+from exporter.sources.base import Source
+from exporter.state import Job, Linkage, Outcome, RowMatch, Task, open_database
+from exporter.workspace import Workspace, check_separation, open_workspace, resolve_root
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_RECIPE_NAME = "exporter:basic-profile (recipes/basic-profile.dicom)"
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """The inputs of ``exporter run``."""
+
+    manifest: Path
+    source: str
+    out: Path
+    workspace: Path | None = None
+    recipe: Path | None = None
+    workers: int = 1
+    database_url: str | None = None
+
+
+class Progress:
+    """Callbacks the engine reports through; the CLI draws them. Silent here."""
+
+    def note(self, message: str) -> None:
+        """A one-line message for the user (never identifying)."""
+
+    def start(self, studies: int, instances: int) -> None:
+        """Execution starts with this much work left."""
+
+    def advance(self, instances: int, nbytes: int) -> None:
+        """A study finished."""
+
+    def stop(self) -> None:
+        """Execution ended."""
+
+
+@dataclass
+class JobSummary:
+    """Counts of one job, safe to print."""
+
+    job_id: str
+    out_dir: Path
+    workspace: Path
+    rows: int = 0
+    rows_status: Counter[str] = field(default_factory=Counter)
+    studies: int = 0
+    exported: int = 0
+    quarantined: int = 0
+    failed: int = 0
+    bytes_out: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    source_skipped: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def complete(self) -> bool:
+        """Every selected instance was exported and every row matched."""
+        return (
+            self.quarantined == 0
+            and self.failed == 0
+            and self.rows_status["matched nothing"] == 0
+        )
+
+
+def _recipe(request: RunRequest) -> tuple[CompiledRecipe, tuple[str, ...] | None]:
+    if request.recipe is None:
+        text = build_recipe(DEFAULT_OPTIONS)
+        return compile_recipe(text, DEFAULT_RECIPE_NAME), tuple(sorted(DEFAULT_OPTIONS))
+    return load_recipe(request.recipe), None
+
+
+def _job_id(manifest: Manifest, source: Source, recipe: CompiledRecipe, out: Path) -> str:
+    key = "\n".join([manifest.digest, source.name, recipe.digest, str(out)])
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _plan(session: Session, job: Job, manifest: Manifest, source: Source) -> None:
+    """One task per distinct study, in manifest order; every row recorded."""
+    session.exec(delete(Task).where(col(Task.job_id) == job.id))  # type: ignore[call-overload]
+    session.exec(delete(RowMatch).where(col(RowMatch.job_id) == job.id))  # type: ignore[call-overload]
+    seen: dict[str, int] = {}
+    for selection in manifest.selections:
+        refs = source.find(selection)
+        if not refs:
+            session.add(RowMatch(job_id=job.id, row=selection.row, study_uid=None))
+        for ref in refs:
+            session.add(RowMatch(job_id=job.id, row=selection.row, study_uid=ref.study_uid))
+            if ref.study_uid in seen:
+                continue
+            seen[ref.study_uid] = len(seen)
+            session.add(
+                Task(
+                    job_id=job.id,
+                    ordinal=len(seen),
+                    study_uid=ref.study_uid,
+                    patient_id=ref.patient_id,
+                    subject_id=manifest.subject_ids.get(ref.patient_id),
+                )
+            )
+    job.state = "running"
+    session.add(job)
+    session.commit()
+
+
+def _record(engine: Engine, job_id: str, result: StudyResult) -> None:
+    with Session(engine) as session:
+        session.exec(delete(Outcome).where(col(Outcome.task_id) == result.task_id))  # type: ignore[call-overload]
+        for item, status, reason, qpath in result.outcomes:
+            session.add(
+                Outcome(
+                    job_id=job_id,
+                    task_id=result.task_id,
+                    source_item=item,
+                    status=status,
+                    reason=reason,
+                    quarantine_path=qpath,
+                )
+            )
+        rows = [
+            {"kind": kind, "original": original, "pseudonym": pseudonym}
+            for (kind, original), pseudonym in result.linkage.items()
+        ]
+        if rows:
+            statement = sqlite_insert(Linkage).values(rows).on_conflict_do_nothing()
+            session.exec(statement)  # type: ignore[call-overload]
+        task = session.get(Task, result.task_id)
+        assert task is not None
+        task.state = "done"
+        task.exported = result.exported
+        task.quarantined = result.quarantined
+        task.failed = result.failed
+        task.bytes_out = result.bytes_out
+        session.add(task)
+        session.commit()
+
+
+def _execute(
+    tasks: list[StudyTask], workers: int, on_result: Callable[[StudyResult], None]
+) -> None:
+    if workers <= 1:
+        for task in tasks:
+            on_result(export_study(task))
+        return
+    pending: set[Future[StudyResult]] = set()
+    queue: Iterator[StudyTask] = iter(tasks)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        # Keep a bounded number of studies in flight: memory stays flat.
+        for task in queue:
+            pending.add(pool.submit(export_study, task))
+            if len(pending) >= 2 * workers:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    on_result(future.result())
+        for future in pending:
+            on_result(future.result())
+
+
+def _finalize(
+    session: Session, job: Job, ws: Workspace, out: Path, recipe: CompiledRecipe,
+    options: tuple[str, ...] | None, summary: JobSummary,
+) -> None:
+    tasks = session.exec(select(Task).where(Task.job_id == job.id).order_by(col(Task.ordinal))).all()
+    metadata = {
+        "exporter.export_id": job.id,
+        "exporter.recipe_sha256": recipe.digest,
+        "exporter.version": __version__,
+        "exporter.schema_version": SCHEMA_VERSION,
+    }
+    catalog = out / "catalog"
+    catalog.mkdir(parents=True, exist_ok=True)
+    parts = ws.job_dir(job.id) / "parts"
+    for name, schema in TABLES.items():
+        files = [parts / name / f"{t.ordinal:08d}.parquet" for t in tasks]
+        merge_parts([f for f in files if f.exists()], schema, catalog / f"{name}.parquet", metadata)
+
+    # Reconciliation: one line per manifest row, by row number only.
+    by_study = {t.study_uid: t for t in tasks}
+    matches: dict[int, list[str | None]] = defaultdict(list)
+    for match in session.exec(select(RowMatch).where(RowMatch.job_id == job.id)).all():
+        matches[match.row].append(match.study_uid)
+    reasons_by_task: dict[int, set[str]] = defaultdict(set)
+    for outcome in session.exec(select(Outcome).where(Outcome.job_id == job.id)).all():
+        category = outcome.reason.split(" (")[0].split(":")[0]
+        reasons_by_task[outcome.task_id].add(category)
+        summary.reasons[f"{outcome.status}: {category}"] += 1
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["row", "status", "studies", "instances_exported",
+                     "instances_quarantined", "instances_failed", "reasons"])
+    for row in sorted(matches):
+        studies = [by_study[s] for s in matches[row] if s is not None]
+        exported = sum(t.exported for t in studies)
+        held = sum(t.quarantined for t in studies)
+        failed = sum(t.failed for t in studies)
+        if not studies:
+            status = "matched nothing"
+        elif held + failed == 0:
+            status = "exported"
+        elif exported:
+            status = "partly exported"
+        else:
+            status = "failed"
+        reasons = sorted({r for t in studies for r in reasons_by_task.get(t.id or 0, ())})
+        writer.writerow([row, status, len(studies), exported, held, failed, "; ".join(reasons)])
+        summary.rows_status[status] += 1
+    summary.rows = len(matches)
+    write_atomic(out / "reconciliation.csv", buffer.getvalue().encode())
+
+    summary.studies = len(tasks)
+    summary.exported = sum(t.exported for t in tasks)
+    summary.quarantined = sum(t.quarantined for t in tasks)
+    summary.failed = sum(t.failed for t in tasks)
+    summary.bytes_out = sum(t.bytes_out for t in tasks)
+    provenance = {
+        "export_id": job.id,
+        "tool": {"name": "exporter", "version": __version__,
+                 "pydicom": pydicom.__version__, "python": platform.python_version()},
+        "recipe": {"name": Path(recipe.path).name if recipe.path != DEFAULT_RECIPE_NAME else recipe.path,
+                   "sha256": recipe.digest,
+                   "annex_e_edition": EDITION,
+                   "options": list(options) if options is not None else None},
+        "manifest_sha256": job.manifest_digest,
+        "catalog_schema_version": SCHEMA_VERSION,
+        "counts": {"manifest_rows": summary.rows, "rows_by_status": dict(sorted(summary.rows_status.items())),
+                   "studies": summary.studies, "instances_exported": summary.exported,
+                   "instances_quarantined": summary.quarantined, "instances_failed": summary.failed,
+                   "bytes_exported": summary.bytes_out},
+    }
+    write_atomic(out / "provenance.json", (json.dumps(provenance, indent=2, sort_keys=True) + "\n").encode())
+
+    # The honest broker's list of what did not leave, with source paths: workspace only.
+    lines = io.StringIO()
+    log = csv.writer(lines, lineterminator="\n")
+    log.writerow(["source_item", "status", "reason", "quarantine_path"])
+    for outcome in session.exec(select(Outcome).where(Outcome.job_id == job.id).order_by(col(Outcome.task_id), col(Outcome.source_item))).all():
+        log.writerow([outcome.source_item, outcome.status, outcome.reason, outcome.quarantine_path or ""])
+    write_atomic(ws.job_dir(job.id) / "not-exported.csv", lines.getvalue().encode())
+
+
+def run_job(request: RunRequest, progress: Progress | None = None) -> JobSummary:
+    """Run (or resume) the export described by ``request``.
+
+    Raises
+    ------
+    ExporterError
+        When the job cannot run: bad manifest, recipe or source, unsafe settings.
+    """
+    progress = progress or Progress()
+    out = request.out.expanduser().resolve()
+    root = resolve_root(request.workspace)
+    check_separation(root, out)
+    manifest = read_manifest(request.manifest)
+    recipe, options = _recipe(request)
+    ws = open_workspace(root, request.database_url)
+    if ws.created:
+        progress.note(f"created workspace {ws.root} with a new random secret; back it up")
+    engine = open_database(ws.database_url)
+    source = open_source(request.source, engine)
+    report = source.scan()
+    summary = JobSummary(job_id="", out_dir=out, workspace=ws.root)
+    summary.source_skipped.update(report.skipped)
+
+    job_id = _job_id(manifest, source, recipe, out)
+    summary.job_id = job_id
+    with Session(engine) as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            job = Job(id=job_id, manifest_path=str(request.manifest), manifest_digest=manifest.digest,
+                      source=source.name, out_dir=str(out), recipe_digest=recipe.digest)
+            session.add(job)
+            session.commit()
+        if job.state == "planning":
+            _plan(session, job, manifest, source)
+        pending = session.exec(select(Task).where(Task.job_id == job_id, Task.state == "pending").order_by(col(Task.ordinal))).all()
+
+        sweep_partial(out)
+        job_dir = ws.job_dir(job_id)
+        sweep_partial(job_dir)
+        studies = [
+            StudyTask(task_id=t.id or 0, ordinal=t.ordinal, study_uid=t.study_uid, patient_id=t.patient_id,
+                      subject_id=t.subject_id,
+                      items=tuple(i.item for i in source.instances(t.study_uid)),
+                      out_dir=str(out), job_dir=str(job_dir), secret=ws.secret,
+                      recipe_text=recipe.text, recipe_path=recipe.path, options=options)
+            for t in pending
+        ]
+        progress.start(len(studies), sum(len(s.items) for s in studies))
+
+        def on_result(result: StudyResult) -> None:
+            _record(engine, job_id, result)
+            progress.advance(result.exported + result.quarantined + result.failed, result.bytes_out)
+
+        try:
+            _execute(studies, request.workers, on_result)
+        finally:
+            progress.stop()
+        session.expire_all()
+        _finalize(session, job, ws, out, recipe, options, summary)
+        job.state = "finished"
+        session.add(job)
+        session.commit()
+    return summary

@@ -1,0 +1,222 @@
+"""Export one study: read, de-identify, gate, write; runs in a worker process.
+
+A worker gets everything it needs in a ``StudyTask`` (picklable) and returns a
+``StudyResult``; only the parent process writes to the state database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.sequence import Sequence
+from pydicom.uid import (
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    PYDICOM_IMPLEMENTATION_UID,
+)
+
+from exporter import __version__
+from exporter.catalog import instance_row, study_tables
+from exporter.engine.files import safe_component, write_atomic
+from exporter.errors import ActionError
+from exporter.policy.annex_e import BASIC_PROFILE_CODE, OPTIONS
+from exporter.policy.apply import apply_recipe
+from exporter.policy.functions import InstanceContext
+from exporter.policy.gate import burned_in_risk, release_problems
+from exporter.policy.pseudonyms import Pseudonymizer
+from exporter.policy.recipe import CompiledRecipe, compile_recipe
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StudyTask:
+    """One study to export, with everything a worker needs."""
+
+    task_id: int
+    ordinal: int
+    study_uid: str
+    patient_id: str
+    subject_id: str | None
+    items: tuple[str, ...]
+    out_dir: str
+    job_dir: str
+    secret: bytes
+    recipe_text: str
+    recipe_path: str
+    options: tuple[str, ...] | None  # Annex E options, None for a custom recipe
+
+
+@dataclass
+class StudyResult:
+    """What happened to one study; the parent records it."""
+
+    task_id: int
+    exported: int = 0
+    bytes_out: int = 0
+    outcomes: list[tuple[str, str, str, str | None]] = field(default_factory=list)
+    linkage: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    @property
+    def quarantined(self) -> int:
+        """Instances held back in the workspace quarantine."""
+        return sum(1 for o in self.outcomes if o[1] == "quarantined")
+
+    @property
+    def failed(self) -> int:
+        """Instances that could not be processed."""
+        return sum(1 for o in self.outcomes if o[1] == "failed")
+
+
+_RECIPES: dict[str, CompiledRecipe] = {}
+
+
+def _recipe(task: StudyTask) -> CompiledRecipe:
+    key = hashlib.sha256(task.recipe_text.encode()).hexdigest()
+    if key not in _RECIPES:
+        _RECIPES[key] = compile_recipe(task.recipe_text, task.recipe_path)
+    return _RECIPES[key]
+
+
+def _read(path: str) -> Dataset:
+    try:
+        return pydicom.dcmread(path)
+    except InvalidDicomError:
+        # No preamble or file meta: accepted when the dataset itself reads.
+        return pydicom.dcmread(path, force=True)
+
+
+def _stamp(ds: Dataset, recipe: CompiledRecipe, options: tuple[str, ...] | None) -> None:
+    """Record the de-identification in the instance (PS3.15 E.1.1, PS3.3 C.12.1)."""
+    ds.PatientIdentityRemoved = "YES"
+    method = f"exporter {__version__}; recipe sha256:{recipe.digest[:16]}"
+    ds.DeidentificationMethod = method[:64]
+    if options is None:
+        return
+    codes = [BASIC_PROFILE_CODE, *(OPTIONS[o] for o in sorted(options))]
+    items = []
+    for value, meaning in codes:
+        item = Dataset()
+        item.CodeValue = value
+        item.CodingSchemeDesignator = "DCM"
+        item.CodeMeaning = meaning
+        items.append(item)
+    ds.DeidentificationMethodCodeSequence = Sequence(items)
+    if "retain_long_modified_dates" in options:
+        ds.LongitudinalTemporalInformationModified = "MODIFIED"
+    elif "retain_long_full_dates" in options:
+        ds.LongitudinalTemporalInformationModified = "UNMODIFIED"
+    else:
+        ds.LongitudinalTemporalInformationModified = "REMOVED"
+
+
+def _encode(ds: Dataset) -> bytes:
+    """Serialize with a file meta rebuilt from the cleaned dataset alone."""
+    old = getattr(ds, "file_meta", None)
+    syntax = old.get("TransferSyntaxUID") if old is not None else None
+    if syntax is None:
+        if ds.original_encoding[0]:
+            syntax = ImplicitVRLittleEndian
+        elif ds.original_encoding[1]:
+            syntax = ExplicitVRLittleEndian
+        else:
+            syntax = ExplicitVRBigEndian
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = syntax
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    meta.ImplementationVersionName = f"EXPORTER_{__version__}"[:16]
+    ds.file_meta = meta
+    ds.preamble = b"\x00" * 128
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def _context(task: StudyTask, pseudonyms: Pseudonymizer) -> InstanceContext:
+    # A study without PatientID still needs one stable key per patient.
+    key = task.patient_id or f"study:{task.study_uid}"
+    return InstanceContext(
+        pseudonyms=pseudonyms,
+        patient_pseudonym=pseudonyms.patient(key, task.subject_id),
+        date_offset_days=pseudonyms.date_offset_days(key),
+    )
+
+
+def _one(
+    task: StudyTask,
+    item: str,
+    ctx: InstanceContext,
+    recipe: CompiledRecipe,
+    result: StudyResult,
+    rows: list[dict[str, Any]],
+) -> None:
+    try:
+        ds = _read(item)
+        risk = burned_in_risk(ds)
+        apply_recipe(ds, recipe, ctx)
+        _stamp(ds, recipe, task.options)
+        problems = release_problems(ds)
+        data = _encode(ds)
+    except ActionError as exc:
+        result.outcomes.append((item, "failed", f"recipe action failed: {exc}", None))
+        return
+    except Exception as exc:  # one bad file never stops the study
+        reason = f"cannot read or write the instance: {type(exc).__name__}"
+        result.outcomes.append((item, "failed", reason, None))
+        logger.debug("failed %s", item, exc_info=True)
+        return
+
+    sop = safe_component(str(ds.SOPInstanceUID))
+    if risk or problems:
+        reason = "; ".join([*([f"may carry burned-in text ({risk})"] if risk else []), *problems])
+        target = Path(task.job_dir) / "quarantine" / f"{task.ordinal:08d}" / f"{sop}.dcm"
+        write_atomic(target, data)
+        result.outcomes.append((item, "quarantined", reason, str(target)))
+        return
+
+    relative = Path(
+        "dicom",
+        safe_component(ctx.patient_pseudonym),
+        safe_component(str(ds.StudyInstanceUID)),
+        safe_component(str(ds.SeriesInstanceUID)),
+        f"{sop}.dcm",
+    )
+    write_atomic(Path(task.out_dir) / relative, data)
+    digest = hashlib.sha256(data).hexdigest()
+    rows.append(instance_row(ds, ctx.patient_pseudonym, relative.as_posix(), len(data), digest))
+    result.exported += 1
+    result.bytes_out += len(data)
+
+
+def export_study(task: StudyTask) -> StudyResult:
+    """Export every instance of one study; never raises for one bad instance."""
+    recipe = _recipe(task)
+    pseudonyms = Pseudonymizer(task.secret)
+    ctx = _context(task, pseudonyms)
+    result = StudyResult(task_id=task.task_id)
+    rows: list[dict[str, Any]] = []
+    for item in task.items:
+        _one(task, item, ctx, recipe, result, rows)
+
+    # Catalog parts land after the files they describe, each atomically.
+    for name, table in study_tables(rows).items():
+        part = Path(task.job_dir) / "parts" / name / f"{task.ordinal:08d}.parquet"
+        part.parent.mkdir(parents=True, exist_ok=True)
+        tmp = part.with_name(f".tmp-{os.getpid()}-{part.name}")
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, part)
+    result.linkage = pseudonyms.linkage
+    return result

@@ -1,0 +1,1 @@
+"""De-identification policy: recipes, Annex E profiles, pseudonyms, release gate."""

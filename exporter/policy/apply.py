@@ -1,0 +1,158 @@
+"""Apply a compiled recipe to a dataset: every element, at every depth.
+
+Semantics follow deid's engine (see ``recipe.py``): for each element the rules
+that name it run in recipe order; KEEP anywhere wins and leaves the element and
+its items untouched; REMOVE yields to a REPLACE or JITTER of the same element;
+a sequence that survives is walked item by item. File meta is visited too.
+Unlike deid, nothing fails open: a function error or a date that cannot be
+shifted raises ``ActionError`` or blanks the value, never keeps the original.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+
+from exporter.errors import ActionError
+from exporter.policy.dates import DateFormatError, shift_value
+from exporter.policy.functions import FUNCTIONS, InstanceContext
+from exporter.policy.recipe import CompiledRecipe, Rule, repeater_key
+
+# deid never touches these (its config.json "skip" list); neither do we, so
+# the two engines agree. None carries text: pixel data, palette LUT data, the
+# VOI LUT, and file meta bookkeeping.
+SKIPPED = frozenset(
+    {
+        0x7FE00010,  # PixelData
+        0x00281201,  # RedPaletteColorLookupTableData
+        0x00281202,  # GreenPaletteColorLookupTableData
+        0x00281203,  # BluePaletteColorLookupTableData
+        0x00283010,  # VOILUTSequence
+        0x00020000,  # FileMetaInformationGroupLength
+        0x00020001,  # FileMetaInformationVersion
+        0x00020010,  # TransferSyntaxUID
+        0x00020012,  # ImplementationClassUID
+    }
+)
+_REWRITES = {"REPLACE", "JITTER"}
+
+
+class _Applier:
+    def __init__(self, recipe: CompiledRecipe, ctx: InstanceContext) -> None:
+        self.recipe = recipe
+        self.ctx = ctx
+
+    def rules_for(self, elem: DataElement, name: str) -> list[Rule]:
+        tag = int(elem.tag)
+        rules = list(self.recipe.by_tag.get(repeater_key(tag), ()))
+        if self.recipe.by_private and elem.tag.is_private:
+            creator = (elem.private_creator or "").strip()
+            key = (elem.tag.group, creator, elem.tag.element & 0xFF)
+            rules += self.recipe.by_private.get(key, ())
+        rules += [rule for match, rule in self.recipe.dynamic if match(elem, name)]
+        if len(rules) > 1:
+            rules.sort(key=lambda rule: rule.line)
+        return rules
+
+    def call(self, rule: Rule, elem: DataElement) -> Any:
+        name = rule.func
+        if name is None:
+            return rule.value
+        try:
+            return FUNCTIONS[name](self.ctx, elem)
+        except Exception as exc:
+            raise ActionError(
+                f"{rule.source}: func:{name} failed on {elem.tag} "
+                f"({type(exc).__name__})"
+            ) from exc
+
+    def jitter(self, rule: Rule, elem: DataElement) -> None:
+        if not elem.value:
+            return
+        days = self.call(rule, elem)
+        try:
+            elem.value = shift_value(elem.value, elem.VR, int(days))
+        except DateFormatError:
+            # Fail closed: a date we cannot shift is emptied, never kept.
+            elem.value = None
+
+    def element(self, ds: Dataset, elem: DataElement, name: str) -> bool:
+        """Apply the rules for one element; True if it is still there after."""
+        rules = self.rules_for(elem, name)
+        if any(rule.action == "KEEP" for rule in rules):
+            return False
+        rewrites = any(rule.action in _REWRITES for rule in rules)
+        for rule in rules:
+            if rule.action == "REMOVE":
+                if rewrites or (rule.value and not self.call(rule, elem)):
+                    continue
+                del ds[elem.tag]
+                return False
+            if rule.action == "BLANK":
+                elem.value = None
+            elif rule.action == "REPLACE":
+                value = self.call(rule, elem)
+                if value is not None:
+                    elem.value = value
+            elif rule.action == "JITTER":
+                self.jitter(rule, elem)
+        return True
+
+    def walk(self, ds: Dataset, prefix: str | None) -> None:
+        for elem in list(ds):
+            if int(elem.tag) in SKIPPED:
+                continue
+            name = elem.keyword if prefix is None else f"{prefix}__{elem.keyword}"
+            try:
+                survived = self.element(ds, elem, name)
+            except ActionError:
+                raise
+            except Exception as exc:
+                raise ActionError(
+                    f"cannot apply the recipe to {elem.tag} ({type(exc).__name__})"
+                ) from exc
+            if survived and elem.VR == "SQ" and elem.value is not None:
+                for item in elem.value:
+                    self.walk(item, name)
+
+    def add(self, ds: Dataset) -> None:
+        from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+        for rule in self.recipe.adds:
+            tag = tag_for_keyword(rule.field)
+            if tag is None:
+                tag = int(rule.field.strip("()").replace(",", ""), 16)
+            value = self.call(rule, DataElement(tag, dictionary_VR(tag), None))
+            if value is None:
+                continue
+            if tag in ds:
+                ds[tag].value = value
+            else:
+                ds.add_new(tag, dictionary_VR(tag), value)
+
+
+def apply_recipe(ds: Dataset, recipe: CompiledRecipe, ctx: InstanceContext) -> None:
+    """De-identify ``ds`` in place with ``recipe``.
+
+    Parameters
+    ----------
+    ds
+        The dataset, with its ``file_meta`` when read from a file.
+    recipe
+        A compiled recipe (``recipe.compile_recipe``).
+    ctx
+        Pseudonyms and the patient's date offset for this instance.
+
+    Raises
+    ------
+    ActionError
+        When a rule cannot be applied; the instance must not be released.
+    """
+    applier = _Applier(recipe, ctx)
+    applier.walk(ds, None)
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None:
+        applier.walk(meta, None)
+    applier.add(ds)

@@ -1,0 +1,75 @@
+"""The release gate: decide whether a de-identified instance may leave.
+
+Until pixel scrubbing exists (issue 4), any instance that may carry burned-in
+text is quarantined; so is anything the header policy could not fully clean.
+"""
+
+from __future__ import annotations
+
+from pydicom.dataset import Dataset
+
+# SOP classes whose pixels are captures of screens, documents or cameras, or
+# whose payload is a document: text is likely, and we cannot see it yet.
+_CAPTURE_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.7": "secondary capture",
+    "1.2.840.10008.5.1.4.1.1.7.1": "secondary capture",
+    "1.2.840.10008.5.1.4.1.1.7.2": "secondary capture",
+    "1.2.840.10008.5.1.4.1.1.7.3": "secondary capture",
+    "1.2.840.10008.5.1.4.1.1.7.4": "secondary capture",
+    "1.2.840.10008.5.1.4.1.1.104.1": "encapsulated PDF",
+    "1.2.840.10008.5.1.4.1.1.104.2": "encapsulated CDA",
+    "1.2.840.10008.5.1.4.1.1.104.3": "encapsulated STL",
+    "1.2.840.10008.5.1.4.1.1.104.4": "encapsulated OBJ",
+    "1.2.840.10008.5.1.4.1.1.104.5": "encapsulated MTL",
+    "1.2.840.10008.5.1.4.1.1.6.1": "ultrasound",
+    "1.2.840.10008.5.1.4.1.1.6.2": "ultrasound",
+    "1.2.840.10008.5.1.4.1.1.3.1": "ultrasound",
+    "1.2.840.10008.5.1.4.1.1.77.1.1.1": "video endoscopy",
+    "1.2.840.10008.5.1.4.1.1.77.1.2.1": "video microscopy",
+    "1.2.840.10008.5.1.4.1.1.77.1.4.1": "video photography",
+    "1.2.840.10008.5.1.4.1.1.77.1.4": "photograph",
+    "1.2.840.10008.5.1.4.1.1.77.1.1": "endoscopy photograph",
+}
+_CAPTURE_MODALITIES = {
+    "US": "ultrasound",
+    "OT": "other",
+    "SC": "secondary capture",
+    "XC": "external camera",
+    "ES": "endoscopy",
+    "DOC": "document",
+}
+
+
+def burned_in_risk(ds: Dataset) -> str | None:
+    """Why ``ds`` may carry burned-in text, or None when it is not expected to."""
+    flag = str(ds.get("BurnedInAnnotation", "") or "").strip().upper()
+    if flag == "YES":
+        return "BurnedInAnnotation is YES"
+    if "EncapsulatedDocument" in ds:
+        return "encapsulated document"
+    if flag == "NO":
+        return None
+    sop_class = str(ds.get("SOPClassUID", ""))
+    if sop_class in _CAPTURE_CLASSES:
+        return f"{_CAPTURE_CLASSES[sop_class]} without BurnedInAnnotation NO"
+    modality = str(ds.get("Modality", "")).upper()
+    if modality in _CAPTURE_MODALITIES:
+        return f"{_CAPTURE_MODALITIES[modality]} without BurnedInAnnotation NO"
+    image_type = [str(v).upper() for v in ds.get("ImageType", []) or []]
+    if image_type[:1] == ["DERIVED"] or image_type[1:2] == ["SECONDARY"]:
+        return "derived or secondary image without BurnedInAnnotation NO"
+    if "SCREEN SAVE" in image_type or "SCREENSHOT" in image_type:
+        return "screen capture"
+    return None
+
+
+def release_problems(ds: Dataset) -> list[str]:
+    """Checks on the cleaned dataset; any finding blocks release (fail closed)."""
+    problems = []
+    for elem in ds.iterall():
+        if elem.tag.is_private:
+            problems.append(f"private element {elem.tag} survived the recipe")
+            break
+    if "PixelData" in ds and not str(ds.get("PatientIdentityRemoved", "")) == "YES":
+        problems.append("PatientIdentityRemoved is not YES")
+    return problems

@@ -1,0 +1,180 @@
+"""Compile PS3.15 Table E.1-1 and a set of options into a deid recipe.
+
+The recipe is the reviewable form of the policy: one commented line per row of
+the table, then the few rules exporter adds for places the table names only by
+pattern or not at all. ``tools/build_recipes.py`` writes it to ``recipes/``;
+a test checks the committed file is what this module generates.
+"""
+
+from __future__ import annotations
+
+from pydicom.datadict import DicomDictionary, dictionary_VR
+
+from exporter.policy.annex_e import (
+    EDITION,
+    OPTIONS,
+    AnnexERow,
+    decide,
+    table_e1_1,
+    validate_options,
+)
+
+DEFAULT_OPTIONS = frozenset(
+    {"retain_long_modified_dates", "retain_patient_characteristics"}
+)
+
+# UI attributes outside Table E.1-1 that name a class, syntax or registry entry,
+# never an instance: kept. Every other UI attribute outside the table is mapped.
+_CLASS_UID_MARKERS = ("SOPClass", "TransferSyntax", "ImplementationClass")
+_REGISTRY_UIDS = {"CodingSchemeUID", "ContextUID", "MappingResourceUID"}
+
+# File meta elements (PS3.10 7.1) that name the sending system or carry
+# private data; the writer rebuilds file meta anyway.
+_FILE_META_REMOVE = (
+    "SourceApplicationEntityTitle",
+    "SendingApplicationEntityTitle",
+    "ReceivingApplicationEntityTitle",
+    "SourcePresentationAddress",
+    "SendingPresentationAddress",
+    "ReceivingPresentationAddress",
+    "PrivateInformationCreatorUID",
+    "PrivateInformation",
+)
+
+
+def _field(row: AnnexERow) -> str:
+    if row.keyword:
+        return row.keyword
+    group, element = row.tag.split(",")
+    return f"({group},{element})"
+
+
+def _vr(row: AnnexERow) -> str:
+    try:
+        return str(dictionary_VR(row.tag_int))
+    except KeyError:
+        return ""
+
+
+def _row_rule(row: AnnexERow, options: frozenset[str]) -> tuple[str, str]:
+    """The recipe line for one concrete row, and the note that explains it."""
+    code, decided_by = decide(row, options)
+    field = _field(row)
+    vr = _vr(row)
+    note = f"{code} ({decided_by})"
+
+    # The patient's identity becomes the pseudonym; ages over 89 are capped.
+    if row.keyword in ("PatientID", "PatientName") and code in ("Z", "D"):
+        return f"REPLACE {field} func:patient_id", f"{note}; the pseudonym"
+    if row.keyword == "PatientAge" and code == "K":
+        return f"REPLACE {field} func:age_cap", f"{note}; over 89 -> 090Y"
+
+    if code == "C":
+        if decided_by == "retain_long_modified_dates" and vr in ("DA", "DT"):
+            return f"JITTER {field} func:date_shift", f"{note}; shifted per patient"
+        if decided_by == "retain_long_modified_dates" and vr == "TM":
+            return f"KEEP {field}", f"{note}; times of day kept, dates shifted"
+        # TODO(issue 3): text cleaning; until then C falls back to the Basic
+        # Profile action, which removes more than cleaning would.
+        code = decide(row, frozenset())[0]
+        note += f"; no cleaner yet, Basic Profile {code} applies"
+
+    if code == "K":
+        if vr == "SQ":
+            return "", f"{note}; sequence kept, its items follow their own rules"
+        return f"KEEP {field}", note
+    if code == "U*":
+        return "", f"{note}; sequence kept, the UIDs inside are replaced"
+    actions = {
+        "X": f"REMOVE {field}",
+        "Z": f"BLANK {field}",
+        "D": f"REPLACE {field} func:dummy",
+        "U": f"REPLACE {field} func:uid",
+    }
+    return actions[code], note
+
+
+def _pattern_rules(row: AnnexERow, options: frozenset[str]) -> list[str]:
+    code, decided_by = decide(row, options)
+    funcs = {
+        "50xx,xxxx": "is_curve",
+        "60xx,3000": "is_overlay_data",
+        "60xx,4000": "is_overlay_comments",
+        "gggg,eeee": "is_private",
+    }
+    # TODO(issue 3): Retain Safe Private and Clean Graphics turn these into C;
+    # until then every pattern row removes, whatever the option says.
+    return [
+        f"# ({row.tag}) {row.name}: {code} ({decided_by}); removed in every group",
+        f"REMOVE ALL func:{funcs[row.tag]}",
+    ]
+
+
+def _additions(options: frozenset[str]) -> list[str]:
+    lines = [
+        "",
+        "# --- Added by exporter: places Table E.1-1 does not list by tag ---",
+        "# Overlay Description and Label are free text drawn on the image.",
+        "REMOVE ALL func:is_overlay_text",
+        "# Public elements no dictionary knows: their content is unknown.",
+        "REMOVE ALL func:is_unknown_public",
+        "# File meta that names the sending system.",
+    ]
+    lines += [f"REMOVE {keyword}" for keyword in _FILE_META_REMOVE]
+    listed = {row.tag_int for row in table_e1_1() if not row.is_pattern}
+    keep, remap = [], []
+    for tag, entry in sorted(DicomDictionary.items()):
+        vr, keyword = entry[0], entry[4]
+        if vr != "UI" or tag in listed or tag >> 16 == 0x0000:
+            continue
+        if any(m in keyword for m in _CLASS_UID_MARKERS) or keyword in _REGISTRY_UIDS:
+            keep.append(keyword)
+        elif keyword not in _FILE_META_REMOVE:
+            remap.append(keyword)
+    lines.append("# UIDs of classes, syntaxes and registries are not identifying.")
+    lines += [f"KEEP {keyword}" for keyword in keep]
+    if "retain_uids" not in options:
+        lines.append("# Instance UIDs outside the table, mapped like the U rows.")
+        lines += [f"REPLACE {keyword} func:uid" for keyword in remap]
+    return lines
+
+
+def build_recipe(options: frozenset[str] = DEFAULT_OPTIONS) -> str:
+    """The deid recipe for the Basic Profile with ``options``.
+
+    Parameters
+    ----------
+    options
+        Option columns of Table E.1-1 in force (see ``annex_e.OPTIONS``).
+
+    Returns
+    -------
+    str
+        Recipe text in pydicom/deid's format, deterministic for ``options``.
+    """
+    validate_options(options)
+    names = [OPTIONS[o][1] for o in sorted(options)]
+    lines = [
+        "FORMAT dicom",
+        "",
+        "# exporter profile: PS3.15 Basic Application Level Confidentiality",
+        f"# Profile, Table E.1-1 edition {EDITION}, with options:",
+        *[f"#   {name}" for name in names],
+        "# Generated by tools/build_recipes.py from exporter/data; do not edit.",
+        "# Each rule is preceded by its table row: (tag) name: code (decided by).",
+        "# Functions: func:uid keyed 2.25 UIDs, func:patient_id the pseudonym,",
+        "# func:date_shift the patient's day offset, func:dummy a VR-valid dummy.",
+        "",
+        "%header",
+        "",
+    ]
+    for row in table_e1_1():
+        if row.is_pattern:
+            lines += _pattern_rules(row, options)
+            continue
+        rule, note = _row_rule(row, options)
+        lines.append(f"# ({row.tag}) {row.name}: {note}")
+        if rule:
+            lines.append(rule)
+    lines += _additions(options)
+    return "\n".join(lines) + "\n"
