@@ -49,9 +49,7 @@ INSTANCES = pa.schema(
         _f("pixel_spacing", pa.list_(pa.float64()), "Pixel Spacing, mm (row, col)"),
         _f("slice_thickness", pa.float64(), "Slice Thickness, mm"),
         _f("image_position", pa.list_(pa.float64()), "Image Position (Patient)"),
-        _f(
-            "image_orientation", pa.list_(pa.float64()), "Image Orientation (Patient)"
-        ),
+        _f("image_orientation", pa.list_(pa.float64()), "Image Orientation (Patient)"),
         _f("study_date", pa.date32(), "Study Date, shifted per patient"),
         _f("series_date", pa.date32(), "Series Date, shifted per patient"),
         _f("content_date", pa.date32(), "Content Date, shifted per patient"),

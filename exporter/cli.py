@@ -92,7 +92,9 @@ def _configure_logging(quiet: bool, verbose: bool) -> None:
 
 
 def _summary_line(summary: JobSummary) -> str:
-    rows = ", ".join(f"{n} {status}" for status, n in sorted(summary.rows_status.items()))
+    rows = ", ".join(
+        f"{n} {status}" for status, n in sorted(summary.rows_status.items())
+    )
     line = (
         f"export {summary.job_id}: {summary.exported} instances exported "
         f"({summary.bytes_out / 1e6:.1f} MB) from {summary.studies} studies; "
@@ -111,7 +113,8 @@ def _details(summary: JobSummary) -> list[str]:
     if not summary.complete:
         lines.append(
             f"  per row: {summary.out_dir / 'reconciliation.csv'}; per file "
-            f"(workspace only): {summary.workspace / 'jobs' / summary.job_id / 'not-exported.csv'}"
+            f"(workspace only): {summary.workspace / 'jobs' / summary.job_id}"
+            "/not-exported.csv"
         )
     return lines
 
@@ -123,19 +126,28 @@ def run(
     out: Annotated[Path, typer.Option("--out", help="Export folder to write.")],
     workspace: Annotated[
         Path | None,
-        typer.Option(help="Private state folder [default: $EXPORTER_WORKSPACE or ./exporter-workspace]."),
+        typer.Option(
+            help="Private state folder "
+            "[default: $EXPORTER_WORKSPACE or ./exporter-workspace]."
+        ),
     ] = None,
     recipe: Annotated[
-        Path | None, typer.Option(help="deid recipe [default: the built-in Basic Profile].")
+        Path | None,
+        typer.Option(help="deid recipe [default: the built-in Basic Profile]."),
     ] = None,
     workers: Annotated[
         int, typer.Option(min=1, help="Worker processes [default: number of cores].")
     ] = 0,
     database_url: Annotated[
-        str | None, typer.Option(help="State database URL [default: SQLite in the workspace].")
+        str | None,
+        typer.Option(help="State database URL [default: SQLite in the workspace]."),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the summary.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging (may name files).")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only errors and the summary.")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Debug logging (may name files).")
+    ] = False,
 ) -> None:
     """Export the studies a cohort manifest selects, de-identified, with catalogs."""
     if quiet and verbose:
@@ -164,7 +176,9 @@ def run(
 
 @app.command()
 def demo(
-    directory: Annotated[Path, typer.Argument(help="Folder for the demo.")] = Path("exporter-demo"),
+    directory: Annotated[Path, typer.Argument(help="Folder for the demo.")] = Path(
+        "exporter-demo"
+    ),
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 0,
 ) -> None:
     """Make a synthetic source with planted PHI, a manifest, and export it."""
@@ -180,7 +194,9 @@ def demo(
 
 @app.callback(invoke_without_command=True)
 def _version(
-    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version.")
+    ] = False,
 ) -> None:
     if version:
         typer.echo(f"exporter {__version__}")

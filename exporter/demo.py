@@ -26,7 +26,11 @@ def run_demo(directory: Path, workers: int, echo: Callable[[str], None] = print)
         {"PatientID": first.patient_id, "SubjectID": "SUBJ-001"},
         {"AccessionNumber": studies[2].accession},
         {"StudyInstanceUID": studies[3].study_uid},
-        {"PatientID": second.patient_id, "StudyDateFrom": "1990-01-01", "Modality": "CT"},
+        {
+            "PatientID": second.patient_id,
+            "StudyDateFrom": "1990-01-01",
+            "Modality": "CT",
+        },
         {"PatientID": "0000000"},
     ]
     manifest = write_manifest(directory / "cohort.csv", rows)

@@ -38,7 +38,7 @@ class Workspace:
 
 
 def resolve_root(path: str | os.PathLike[str] | None) -> Path:
-    """The workspace folder: the argument, else $EXPORTER_WORKSPACE, else ./exporter-workspace."""
+    """The workspace folder: the argument, $EXPORTER_WORKSPACE, or the default."""
     chosen = path or os.environ.get(ENV_WORKSPACE) or DEFAULT_NAME
     return Path(chosen).expanduser().resolve()
 
@@ -63,7 +63,9 @@ def open_workspace(
             root.mkdir(parents=True, exist_ok=True)
             fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except OSError as exc:
-            raise SettingsError(f"cannot create workspace {root}: {exc.strerror}") from exc
+            raise SettingsError(
+                f"cannot create workspace {root}: {exc.strerror}"
+            ) from exc
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_hex(_MIN_SECRET_BYTES) + "\n")
         created = True
@@ -79,7 +81,9 @@ def open_workspace(
             f"{key_file}: the secret is shorter than {_MIN_SECRET_BYTES} bytes; "
             "refusing weak pseudonyms"
         )
-    url = database_url or os.environ.get(ENV_DATABASE) or f"sqlite:///{root / 'state.db'}"
+    url = (
+        database_url or os.environ.get(ENV_DATABASE) or f"sqlite:///{root / 'state.db'}"
+    )
     return Workspace(root=root, secret=secret, database_url=url, created=created)
 
 

@@ -13,7 +13,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 import platform
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
@@ -108,22 +107,26 @@ def _recipe(request: RunRequest) -> tuple[CompiledRecipe, tuple[str, ...] | None
     return load_recipe(request.recipe), None
 
 
-def _job_id(manifest: Manifest, source: Source, recipe: CompiledRecipe, out: Path) -> str:
+def _job_id(
+    manifest: Manifest, source: Source, recipe: CompiledRecipe, out: Path
+) -> str:
     key = "\n".join([manifest.digest, source.name, recipe.digest, str(out)])
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def _plan(session: Session, job: Job, manifest: Manifest, source: Source) -> None:
     """One task per distinct study, in manifest order; every row recorded."""
-    session.exec(delete(Task).where(col(Task.job_id) == job.id))  # type: ignore[call-overload]
-    session.exec(delete(RowMatch).where(col(RowMatch.job_id) == job.id))  # type: ignore[call-overload]
+    session.exec(delete(Task).where(col(Task.job_id) == job.id))
+    session.exec(delete(RowMatch).where(col(RowMatch.job_id) == job.id))
     seen: dict[str, int] = {}
     for selection in manifest.selections:
         refs = source.find(selection)
         if not refs:
             session.add(RowMatch(job_id=job.id, row=selection.row, study_uid=None))
         for ref in refs:
-            session.add(RowMatch(job_id=job.id, row=selection.row, study_uid=ref.study_uid))
+            session.add(
+                RowMatch(job_id=job.id, row=selection.row, study_uid=ref.study_uid)
+            )
             if ref.study_uid in seen:
                 continue
             seen[ref.study_uid] = len(seen)
@@ -143,7 +146,7 @@ def _plan(session: Session, job: Job, manifest: Manifest, source: Source) -> Non
 
 def _record(engine: Engine, job_id: str, result: StudyResult) -> None:
     with Session(engine) as session:
-        session.exec(delete(Outcome).where(col(Outcome.task_id) == result.task_id))  # type: ignore[call-overload]
+        session.exec(delete(Outcome).where(col(Outcome.task_id) == result.task_id))
         for item, status, reason, qpath in result.outcomes:
             session.add(
                 Outcome(
@@ -161,7 +164,7 @@ def _record(engine: Engine, job_id: str, result: StudyResult) -> None:
         ]
         if rows:
             statement = sqlite_insert(Linkage).values(rows).on_conflict_do_nothing()
-            session.exec(statement)  # type: ignore[call-overload]
+            session.exec(statement)
         task = session.get(Task, result.task_id)
         assert task is not None
         task.state = "done"
@@ -195,10 +198,17 @@ def _execute(
 
 
 def _finalize(
-    session: Session, job: Job, ws: Workspace, out: Path, recipe: CompiledRecipe,
-    options: tuple[str, ...] | None, summary: JobSummary,
+    session: Session,
+    job: Job,
+    ws: Workspace,
+    out: Path,
+    recipe: CompiledRecipe,
+    options: tuple[str, ...] | None,
+    summary: JobSummary,
 ) -> None:
-    tasks = session.exec(select(Task).where(Task.job_id == job.id).order_by(col(Task.ordinal))).all()
+    tasks = session.exec(
+        select(Task).where(Task.job_id == job.id).order_by(col(Task.ordinal))
+    ).all()
     metadata = {
         "exporter.export_id": job.id,
         "exporter.recipe_sha256": recipe.digest,
@@ -210,7 +220,12 @@ def _finalize(
     parts = ws.job_dir(job.id) / "parts"
     for name, schema in TABLES.items():
         files = [parts / name / f"{t.ordinal:08d}.parquet" for t in tasks]
-        merge_parts([f for f in files if f.exists()], schema, catalog / f"{name}.parquet", metadata)
+        merge_parts(
+            [f for f in files if f.exists()],
+            schema,
+            catalog / f"{name}.parquet",
+            metadata,
+        )
 
     # Reconciliation: one line per manifest row, by row number only.
     by_study = {t.study_uid: t for t in tasks}
@@ -224,8 +239,17 @@ def _finalize(
         summary.reasons[f"{outcome.status}: {category}"] += 1
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["row", "status", "studies", "instances_exported",
-                     "instances_quarantined", "instances_failed", "reasons"])
+    writer.writerow(
+        [
+            "row",
+            "status",
+            "studies",
+            "instances_exported",
+            "instances_quarantined",
+            "instances_failed",
+            "reasons",
+        ]
+    )
     for row in sorted(matches):
         studies = [by_study[s] for s in matches[row] if s is not None]
         exported = sum(t.exported for t in studies)
@@ -239,8 +263,12 @@ def _finalize(
             status = "partly exported"
         else:
             status = "failed"
-        reasons = sorted({r for t in studies for r in reasons_by_task.get(t.id or 0, ())})
-        writer.writerow([row, status, len(studies), exported, held, failed, "; ".join(reasons)])
+        reasons = sorted(
+            {r for t in studies for r in reasons_by_task.get(t.id or 0, ())}
+        )
+        writer.writerow(
+            [row, status, len(studies), exported, held, failed, "; ".join(reasons)]
+        )
         summary.rows_status[status] += 1
     summary.rows = len(matches)
     write_atomic(out / "reconciliation.csv", buffer.getvalue().encode())
@@ -252,27 +280,54 @@ def _finalize(
     summary.bytes_out = sum(t.bytes_out for t in tasks)
     provenance = {
         "export_id": job.id,
-        "tool": {"name": "exporter", "version": __version__,
-                 "pydicom": pydicom.__version__, "python": platform.python_version()},
-        "recipe": {"name": Path(recipe.path).name if recipe.path != DEFAULT_RECIPE_NAME else recipe.path,
-                   "sha256": recipe.digest,
-                   "annex_e_edition": EDITION,
-                   "options": list(options) if options is not None else None},
+        "tool": {
+            "name": "exporter",
+            "version": __version__,
+            "pydicom": pydicom.__version__,
+            "python": platform.python_version(),
+        },
+        "recipe": {
+            "name": Path(recipe.path).name
+            if recipe.path != DEFAULT_RECIPE_NAME
+            else recipe.path,
+            "sha256": recipe.digest,
+            "annex_e_edition": EDITION,
+            "options": list(options) if options is not None else None,
+        },
         "manifest_sha256": job.manifest_digest,
         "catalog_schema_version": SCHEMA_VERSION,
-        "counts": {"manifest_rows": summary.rows, "rows_by_status": dict(sorted(summary.rows_status.items())),
-                   "studies": summary.studies, "instances_exported": summary.exported,
-                   "instances_quarantined": summary.quarantined, "instances_failed": summary.failed,
-                   "bytes_exported": summary.bytes_out},
+        "counts": {
+            "manifest_rows": summary.rows,
+            "rows_by_status": dict(sorted(summary.rows_status.items())),
+            "studies": summary.studies,
+            "instances_exported": summary.exported,
+            "instances_quarantined": summary.quarantined,
+            "instances_failed": summary.failed,
+            "bytes_exported": summary.bytes_out,
+        },
     }
-    write_atomic(out / "provenance.json", (json.dumps(provenance, indent=2, sort_keys=True) + "\n").encode())
+    write_atomic(
+        out / "provenance.json",
+        (json.dumps(provenance, indent=2, sort_keys=True) + "\n").encode(),
+    )
 
     # The honest broker's list of what did not leave, with source paths: workspace only.
     lines = io.StringIO()
     log = csv.writer(lines, lineterminator="\n")
     log.writerow(["source_item", "status", "reason", "quarantine_path"])
-    for outcome in session.exec(select(Outcome).where(Outcome.job_id == job.id).order_by(col(Outcome.task_id), col(Outcome.source_item))).all():
-        log.writerow([outcome.source_item, outcome.status, outcome.reason, outcome.quarantine_path or ""])
+    for outcome in session.exec(
+        select(Outcome)
+        .where(Outcome.job_id == job.id)
+        .order_by(col(Outcome.task_id), col(Outcome.source_item))
+    ).all():
+        log.writerow(
+            [
+                outcome.source_item,
+                outcome.status,
+                outcome.reason,
+                outcome.quarantine_path or "",
+            ]
+        )
     write_atomic(ws.job_dir(job.id) / "not-exported.csv", lines.getvalue().encode())
 
 
@@ -292,7 +347,9 @@ def run_job(request: RunRequest, progress: Progress | None = None) -> JobSummary
     recipe, options = _recipe(request)
     ws = open_workspace(root, request.database_url)
     if ws.created:
-        progress.note(f"created workspace {ws.root} with a new random secret; back it up")
+        progress.note(
+            f"created workspace {ws.root} with a new random secret; back it up"
+        )
     engine = open_database(ws.database_url)
     source = open_source(request.source, engine)
     report = source.scan()
@@ -304,30 +361,51 @@ def run_job(request: RunRequest, progress: Progress | None = None) -> JobSummary
     with Session(engine) as session:
         job = session.get(Job, job_id)
         if job is None:
-            job = Job(id=job_id, manifest_path=str(request.manifest), manifest_digest=manifest.digest,
-                      source=source.name, out_dir=str(out), recipe_digest=recipe.digest)
+            job = Job(
+                id=job_id,
+                manifest_path=str(request.manifest),
+                manifest_digest=manifest.digest,
+                source=source.name,
+                out_dir=str(out),
+                recipe_digest=recipe.digest,
+            )
             session.add(job)
             session.commit()
         if job.state == "planning":
             _plan(session, job, manifest, source)
-        pending = session.exec(select(Task).where(Task.job_id == job_id, Task.state == "pending").order_by(col(Task.ordinal))).all()
+        pending = session.exec(
+            select(Task)
+            .where(Task.job_id == job_id, Task.state == "pending")
+            .order_by(col(Task.ordinal))
+        ).all()
 
         sweep_partial(out)
         job_dir = ws.job_dir(job_id)
         sweep_partial(job_dir)
         studies = [
-            StudyTask(task_id=t.id or 0, ordinal=t.ordinal, study_uid=t.study_uid, patient_id=t.patient_id,
-                      subject_id=t.subject_id,
-                      items=tuple(i.item for i in source.instances(t.study_uid)),
-                      out_dir=str(out), job_dir=str(job_dir), secret=ws.secret,
-                      recipe_text=recipe.text, recipe_path=recipe.path, options=options)
+            StudyTask(
+                task_id=t.id or 0,
+                ordinal=t.ordinal,
+                study_uid=t.study_uid,
+                patient_id=t.patient_id,
+                subject_id=t.subject_id,
+                items=tuple(i.item for i in source.instances(t.study_uid)),
+                out_dir=str(out),
+                job_dir=str(job_dir),
+                secret=ws.secret,
+                recipe_text=recipe.text,
+                recipe_path=recipe.path,
+                options=options,
+            )
             for t in pending
         ]
         progress.start(len(studies), sum(len(s.items) for s in studies))
 
         def on_result(result: StudyResult) -> None:
             _record(engine, job_id, result)
-            progress.advance(result.exported + result.quarantined + result.failed, result.bytes_out)
+            progress.advance(
+                result.exported + result.quarantined + result.failed, result.bytes_out
+            )
 
         try:
             _execute(studies, request.workers, on_result)

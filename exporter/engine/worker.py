@@ -20,10 +20,10 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.sequence import Sequence
 from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    PYDICOM_IMPLEMENTATION_UID,
 )
 
 from exporter import __version__
@@ -97,7 +97,9 @@ def _read(path: str) -> Dataset:
         return pydicom.dcmread(path, force=True)
 
 
-def _stamp(ds: Dataset, recipe: CompiledRecipe, options: tuple[str, ...] | None) -> None:
+def _stamp(
+    ds: Dataset, recipe: CompiledRecipe, options: tuple[str, ...] | None
+) -> None:
     """Record the de-identification in the instance (PS3.15 E.1.1, PS3.3 C.12.1)."""
     ds.PatientIdentityRemoved = "YES"
     method = f"exporter {__version__}; recipe sha256:{recipe.digest[:16]}"
@@ -181,8 +183,12 @@ def _one(
 
     sop = safe_component(str(ds.SOPInstanceUID))
     if risk or problems:
-        reason = "; ".join([*([f"may carry burned-in text ({risk})"] if risk else []), *problems])
-        target = Path(task.job_dir) / "quarantine" / f"{task.ordinal:08d}" / f"{sop}.dcm"
+        reason = "; ".join(
+            [*([f"may carry burned-in text ({risk})"] if risk else []), *problems]
+        )
+        target = (
+            Path(task.job_dir) / "quarantine" / f"{task.ordinal:08d}" / f"{sop}.dcm"
+        )
         write_atomic(target, data)
         result.outcomes.append((item, "quarantined", reason, str(target)))
         return
@@ -196,7 +202,9 @@ def _one(
     )
     write_atomic(Path(task.out_dir) / relative, data)
     digest = hashlib.sha256(data).hexdigest()
-    rows.append(instance_row(ds, ctx.patient_pseudonym, relative.as_posix(), len(data), digest))
+    rows.append(
+        instance_row(ds, ctx.patient_pseudonym, relative.as_posix(), len(data), digest)
+    )
     result.exported += 1
     result.bytes_out += len(data)
 

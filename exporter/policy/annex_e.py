@@ -19,7 +19,10 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "retain_uids": ("113110", "Retain UIDs Option"),
     "retain_device_identity": ("113109", "Retain Device Identity Option"),
     "retain_institution_identity": ("113112", "Retain Institution Identity Option"),
-    "retain_patient_characteristics": ("113108", "Retain Patient Characteristics Option"),
+    "retain_patient_characteristics": (
+        "113108",
+        "Retain Patient Characteristics Option",
+    ),
     "retain_long_full_dates": (
         "113106",
         "Retain Longitudinal Temporal Information Full Dates Option",

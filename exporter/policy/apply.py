@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
@@ -43,6 +44,10 @@ class _Applier:
     def __init__(self, recipe: CompiledRecipe, ctx: InstanceContext) -> None:
         self.recipe = recipe
         self.ctx = ctx
+        self.adds: dict[int, list[Rule]] = {}
+        for rule in recipe.adds:
+            self.adds.setdefault(_add_tag(rule), []).append(rule)
+        self.created: dict[int, int] = {}
 
     def rules_for(self, elem: DataElement, name: str) -> list[Rule]:
         tag = int(elem.tag)
@@ -78,12 +83,28 @@ class _Applier:
             # Fail closed: a date we cannot shift is emptied, never kept.
             elem.value = None
 
-    def element(self, ds: Dataset, elem: DataElement, name: str) -> bool:
+    def element(
+        self, ds: Dataset, elem: DataElement, name: str, top: bool = False
+    ) -> bool:
         """Apply the rules for one element; True if it is still there after."""
         rules = self.rules_for(elem, name)
+        if top and int(elem.tag) in self.adds:
+            rules = sorted([*rules, *self.adds[int(elem.tag)]], key=_line)
+            created = self.created.get(int(elem.tag))
+            if created is not None:
+                # Rules above the ADD that created the element never saw it.
+                rules = [rule for rule in rules if rule.line > created]
         if any(rule.action == "KEEP" for rule in rules):
+            # KEEP shields the element from every rule but ADD, as in deid.
+            self.run(ds, elem, [r for r in rules if r.action == "ADD"], True)
             return False
         rewrites = any(rule.action in _REWRITES for rule in rules)
+        return self.run(ds, elem, rules, rewrites)
+
+    def run(
+        self, ds: Dataset, elem: DataElement, rules: list[Rule], rewrites: bool
+    ) -> bool:
+        """Run ``rules`` on one element in order; False once it is removed."""
         for rule in rules:
             if rule.action == "REMOVE":
                 if rewrites or (rule.value and not self.call(rule, elem)):
@@ -92,7 +113,7 @@ class _Applier:
                 return False
             if rule.action == "BLANK":
                 elem.value = None
-            elif rule.action == "REPLACE":
+            elif rule.action in ("REPLACE", "ADD"):
                 value = self.call(rule, elem)
                 if value is not None:
                     elem.value = value
@@ -101,12 +122,13 @@ class _Applier:
         return True
 
     def walk(self, ds: Dataset, prefix: str | None) -> None:
+        top = prefix is None
         for elem in list(ds):
             if int(elem.tag) in SKIPPED:
                 continue
-            name = elem.keyword if prefix is None else f"{prefix}__{elem.keyword}"
+            name = elem.keyword if top else f"{prefix}__{elem.keyword}"
             try:
-                survived = self.element(ds, elem, name)
+                survived = self.element(ds, elem, name, top)
             except ActionError:
                 raise
             except Exception as exc:
@@ -117,20 +139,28 @@ class _Applier:
                 for item in elem.value:
                     self.walk(item, name)
 
-    def add(self, ds: Dataset) -> None:
-        from pydicom.datadict import dictionary_VR, tag_for_keyword
-
-        for rule in self.recipe.adds:
-            tag = tag_for_keyword(rule.field)
-            if tag is None:
-                tag = int(rule.field.strip("()").replace(",", ""), 16)
-            value = self.call(rule, DataElement(tag, dictionary_VR(tag), None))
-            if value is None:
+    def create(self, ds: Dataset, meta: Dataset | None) -> None:
+        """Create the absent elements ADD names, before any rule runs."""
+        for tag, rules in self.adds.items():
+            target = meta if tag >> 16 == 0x0002 else ds
+            if target is None or tag in target:
                 continue
-            if tag in ds:
-                ds[tag].value = value
-            else:
-                ds.add_new(tag, dictionary_VR(tag), value)
+            first = rules[0]
+            value = self.call(first, DataElement(tag, dictionary_VR(tag), None))
+            if value is not None:
+                target.add_new(tag, dictionary_VR(tag), value)
+                self.created[tag] = first.line
+
+
+def _add_tag(rule: Rule) -> int:
+    tag = tag_for_keyword(rule.field)
+    if tag is None:
+        tag = int(rule.field.strip("()").replace(",", ""), 16)
+    return int(tag)
+
+
+def _line(rule: Rule) -> int:
+    return rule.line
 
 
 def apply_recipe(ds: Dataset, recipe: CompiledRecipe, ctx: InstanceContext) -> None:
@@ -151,8 +181,8 @@ def apply_recipe(ds: Dataset, recipe: CompiledRecipe, ctx: InstanceContext) -> N
         When a rule cannot be applied; the instance must not be released.
     """
     applier = _Applier(recipe, ctx)
-    applier.walk(ds, None)
     meta = getattr(ds, "file_meta", None)
+    applier.create(ds, meta)
+    applier.walk(ds, None)
     if meta is not None:
         applier.walk(meta, None)
-    applier.add(ds)

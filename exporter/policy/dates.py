@@ -27,7 +27,8 @@ def shift_da(value: str, days: int) -> str:
     if not match:
         raise DateFormatError("not a DA value (YYYYMMDD)")
     try:
-        day = datetime(*(int(g) for g in match.groups()))
+        year, month, day_of_month = (int(g) for g in match.groups())
+        day = datetime(year, month, day_of_month)
     except ValueError as exc:
         raise DateFormatError("not a calendar date") from exc
     return (day + timedelta(days=days)).strftime("%Y%m%d")

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydicom.dataelem import DataElement
 from pydicom.datadict import dictionary_has_tag, repeater_has_tag
+from pydicom.dataelem import DataElement
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
@@ -73,7 +73,7 @@ def dummy(ctx: InstanceContext, elem: DataElement) -> Any:
 
 
 def uid(ctx: InstanceContext, elem: DataElement) -> Any:
-    """Every instance UID mapped to its keyed ``2.25.`` pseudonym; registry UIDs kept."""
+    """Instance UIDs mapped to keyed ``2.25.`` pseudonyms; registry UIDs kept."""
     value = elem.value
     if value is None or value == "":
         return value

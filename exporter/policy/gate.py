@@ -70,6 +70,6 @@ def release_problems(ds: Dataset) -> list[str]:
         if elem.tag.is_private:
             problems.append(f"private element {elem.tag} survived the recipe")
             break
-    if "PixelData" in ds and not str(ds.get("PatientIdentityRemoved", "")) == "YES":
+    if "PixelData" in ds and str(ds.get("PatientIdentityRemoved", "")) != "YES":
         problems.append("PatientIdentityRemoved is not YES")
     return problems

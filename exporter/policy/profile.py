@@ -83,6 +83,10 @@ def _row_rule(row: AnnexERow, options: frozenset[str]) -> tuple[str, str]:
         if vr == "SQ":
             return "", f"{note}; sequence kept, its items follow their own rules"
         return f"KEEP {field}", note
+    if code == "D" and vr == "SQ":
+        # An empty sequence is the dummy that carries nothing; BLANK also lets
+        # deid's engine drop the items' fields (its REPLACE would not).
+        return f"BLANK {field}", f"{note}; emptied"
     if code == "U*":
         return "", f"{note}; sequence kept, the UIDs inside are replaced"
     actions = {

@@ -128,13 +128,12 @@ def _check_value(rule: Rule, path: str) -> None:
         close = difflib.get_close_matches(value[5:], FUNCTIONS, n=1)
         hint = f" (did you mean func:{close[0]}?)" if close else ""
         raise RecipeError(
-            path, rule.line, f"unknown function {value}{hint}; "
-            f"known: func:{', func:'.join(FUNCTIONS)}"
+            path,
+            rule.line,
+            f"unknown function {value}{hint}; known: func:{', func:'.join(FUNCTIONS)}",
         )
     if rule.action == "REMOVE" and kind != "func":
-        raise RecipeError(
-            path, rule.line, "REMOVE takes no value or a func: condition"
-        )
+        raise RecipeError(path, rule.line, "REMOVE takes no value or a func: condition")
     if rule.action == "JITTER" and kind != "func":
         try:
             int(value)
@@ -155,8 +154,10 @@ def _field_matcher(rule: Rule, path: str) -> Matcher | None:
     expander, expression = parts.group(1).lower(), parts.group(2).lower()
     if expander in ("values", "fields"):
         raise RecipeError(
-            path, rule.line, f"{expander}: lists are not supported yet; "
-            "name the fields or use contains:/startswith:/select:"
+            path,
+            rule.line,
+            f"{expander}: lists are not supported yet; "
+            "name the fields or use contains:/startswith:/select:",
         )
     if expander not in _EXPANDERS:
         raise RecipeError(
@@ -184,7 +185,7 @@ def _select_matcher(expression: str, rule: Rule, path: str) -> Matcher:
     attribute, _, value = expression.partition(":")
     if attribute.upper() == "VR" and value:
         vr = value[:2].upper()
-        return lambda elem, name: bool(elem.VR == vr)
+        return lambda elem, name: bool(vr == elem.VR)
     if attribute.upper() == "GROUP" and value:
         try:
             group = int(value, 16)
@@ -220,8 +221,10 @@ def _static_key(rule: Rule, path: str) -> int | tuple[int, str, int]:
         return (int(m.group(1), 16), m.group(2), int(m.group(3), 16))
     if "__" in text:
         raise RecipeError(
-            path, rule.line, "nested field paths (A__B) are not supported; "
-            "a field applies at every depth already"
+            path,
+            rule.line,
+            "nested field paths (A__B) are not supported; "
+            "a field applies at every depth already",
         )
     tag = tag_for_keyword(text)
     if tag is not None:
@@ -229,8 +232,10 @@ def _static_key(rule: Rule, path: str) -> int | tuple[int, str, int]:
     if repeater_has_keyword(text):
         return _repeater_tag(text)
     raise RecipeError(
-        path, rule.line, f"unknown keyword {text!r}{_keyword_suggestion(text)}; "
-        "use a DICOM keyword, a tag like (0010,0010), or an expander"
+        path,
+        rule.line,
+        f"unknown keyword {text!r}{_keyword_suggestion(text)}; "
+        "use a DICOM keyword, a tag like (0010,0010), or an expander",
     )
 
 
@@ -256,8 +261,10 @@ def parse_rules(text: str, path: str) -> list[Rule]:
             section = line.split("#", 1)[0].split()[0][1:].lower()
             if section != "header":
                 raise RecipeError(
-                    path, number, f"section %{section} is not supported yet; "
-                    "only %header (pixel %filter sections come with pixel scrubbing)"
+                    path,
+                    number,
+                    f"section %{section} is not supported yet; "
+                    "only %header (pixel %filter sections come with pixel scrubbing)",
                 )
             continue
         if section != "header":
@@ -269,8 +276,10 @@ def parse_rules(text: str, path: str) -> list[Rule]:
             close = difflib.get_close_matches(action, HEADER_ACTIONS, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise RecipeError(
-                path, number, f"unknown action {tokens[0]!r}{hint}; expected one "
-                f"of {', '.join(HEADER_ACTIONS)}"
+                path,
+                number,
+                f"unknown action {tokens[0]!r}{hint}; expected one "
+                f"of {', '.join(HEADER_ACTIONS)}",
             )
         if len(tokens) < 2:
             raise RecipeError(path, number, f"{action} needs a field")
@@ -305,8 +314,10 @@ def _deid_cross_check(text: str, path: str, rules: list[Rule]) -> None:
     for rule, (a, b) in zip(rules, zip(ours, theirs, strict=False), strict=False):
         if a != b:
             raise RecipeError(
-                path, rule.line, "deid reads this line differently; write it "
-                "without quotes or trailing text"
+                path,
+                rule.line,
+                "deid reads this line differently; write it "
+                "without quotes or trailing text",
             )
     if len(ours) != len(theirs):
         raise RecipeError(path, None, "deid found a different number of actions")

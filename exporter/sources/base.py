@@ -1,0 +1,97 @@
+"""The small interface every source kind implements.
+
+A source answers three questions for the engine: which studies does a manifest
+row select (:meth:`Source.find`), which instances make up a study
+(:meth:`Source.instances`), and which items could not be used and why
+(:meth:`Source.skipped`). Sources that keep an index (a folder) build it with
+:meth:`Source.scan`; the others return an empty report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from exporter.cohort import Selection
+
+
+@dataclass(frozen=True)
+class StudyRef:
+    """A study a selection row matched.
+
+    Attributes
+    ----------
+    study_uid
+        The original StudyInstanceUID.
+    patient_id
+        The study's PatientID; ``""`` when its instances carry none.
+    instances
+        How many distinct instances the source holds for the study.
+    """
+
+    study_uid: str
+    patient_id: str
+    instances: int
+
+
+@dataclass(frozen=True)
+class InstanceRef:
+    """One instance of a study, as the source can fetch it again.
+
+    Attributes
+    ----------
+    item
+        The source's handle on the instance; for a folder, the absolute path.
+    sop_uid
+        The SOPInstanceUID, when the source knows it before fetching.
+    """
+
+    item: str
+    sop_uid: str | None
+
+
+@dataclass(frozen=True)
+class ScanReport:
+    """Counts from one :meth:`Source.scan`; never names a file or identifier.
+
+    Attributes
+    ----------
+    files_seen
+        Files found; ``files_indexed + files_reused``.
+    files_indexed
+        Files whose header was read in this scan (new, changed or unreadable
+        before).
+    files_reused
+        Unchanged files whose earlier index row was kept without reading them.
+    skipped
+        Skip reason -> number of files under the source that carry it.
+    """
+
+    files_seen: int
+    files_indexed: int
+    files_reused: int
+    skipped: Mapping[str, int]
+
+
+class Source(Protocol):
+    """Where studies live: a folder, a DIMSE peer or a DICOMweb service."""
+
+    name: str
+    """A description safe to log: it holds no path, host or identifier."""
+
+    def scan(self, progress: Callable[[int], None] | None = None) -> ScanReport:
+        """Bring the source's index up to date; ``progress`` gets files seen."""
+        ...
+
+    def find(self, selection: Selection) -> list[StudyRef]:
+        """Return the studies one manifest row selects, sorted by study UID."""
+        ...
+
+    def instances(self, study_uid: str) -> list[InstanceRef]:
+        """Return a study's instances in a deterministic order."""
+        ...
+
+    def skipped(self) -> list[tuple[str, str]]:
+        """Return (item, reason) for every item the source will not export."""
+        ...

@@ -1,0 +1,756 @@
+"""A folder of DICOM files as a source, indexed in the state database.
+
+:meth:`FolderSource.scan` walks the folder and reads the header of each new or
+changed file into the :class:`~exporter.state.models.IndexedFile` table; the
+other methods answer from that table alone. A file the exporter cannot use
+keeps a row with a skip reason, so every file under the folder is accounted for.
+
+Paths may hold patient names, so this module logs them at DEBUG only; INFO and
+above carry counts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, cast
+
+import pydicom
+from pydicom.dataset import Dataset, FileDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag, Tag
+from sqlalchemy import ColumnElement, delete, distinct, func, insert, select, update
+from sqlalchemy.engine import Engine
+from sqlmodel import col
+
+from exporter.cohort import Selection
+from exporter.errors import SourceError
+from exporter.sources.base import InstanceRef, ScanReport, StudyRef
+from exporter.state.models import IndexedFile
+
+logger = logging.getLogger(__name__)
+
+EMPTY = "empty file"
+NOT_DICOM = "not DICOM"
+TRUNCATED = "truncated or unreadable header"
+DICOMDIR = "DICOMDIR"
+NO_UIDS = "no StudyInstanceUID or SOPInstanceUID"
+DUPLICATE = "duplicate SOPInstanceUID"
+UNREADABLE = "unreadable: "
+"""Prefix of the reason for a file the OS refused; the OS message follows."""
+
+# Media Storage Directory Storage, the SOP class of a DICOMDIR (PS3.10 8.6).
+_DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+
+# The elements selection and planning need; pydicom adds SpecificCharacterSet.
+_KEYWORDS = {
+    "patient_id": "PatientID",
+    "study_uid": "StudyInstanceUID",
+    "series_uid": "SeriesInstanceUID",
+    "sop_uid": "SOPInstanceUID",
+    "sop_class_uid": "SOPClassUID",
+    "accession_number": "AccessionNumber",
+    "study_date": "StudyDate",
+    "modality": "Modality",
+}
+_TAGS: list[BaseTag | int] = [Tag(keyword) for keyword in _KEYWORDS.values()]
+
+# The 128-byte preamble and 'DICM' prefix (PS3.10 7.1).
+_PREFIX = 132
+
+# Rows written per transaction, and index rows read per query, during a scan.
+_BATCH = 500
+_PAGE = 2000
+
+Row = dict[str, Any]
+
+
+class FolderSource:
+    """The DICOM files under one folder, found through the state database.
+
+    Parameters
+    ----------
+    root
+        The folder; it is resolved to an absolute path, and every file under
+        it (symlinked files included, symlinked folders not) is indexed.
+    engine
+        The state database that holds the index.
+
+    Raises
+    ------
+    SourceError
+        If ``root`` is not an existing folder that can be listed.
+    """
+
+    name = "folder"
+
+    def __init__(self, root: Path, engine: Engine) -> None:
+        if not root.is_dir():
+            raise SourceError(
+                f"source folder {str(root)!r} does not exist or is not a folder; "
+                "check the path"
+            )
+        if not os.access(root, os.R_OK | os.X_OK):
+            raise SourceError(
+                f"source folder {str(root)!r} cannot be read (permission denied); "
+                "check its permissions"
+            )
+        self.root = root.resolve()
+        self._root = str(self.root)
+        self._engine = engine
+
+    def scan(self, progress: Callable[[int], None] | None = None) -> ScanReport:
+        """Bring the index of the folder up to date.
+
+        A file whose size and modification time equal its index row is not
+        read again; every other file has its header read (pixel data never).
+        Rows of files that are gone are deleted. Work is committed every few
+        hundred files, so an interrupted scan keeps most of what it did.
+
+        Parameters
+        ----------
+        progress
+            Called after each file with the number of files seen so far.
+
+        Returns
+        -------
+        ScanReport
+            The counts; ``skipped`` covers every file now under the folder.
+
+        Raises
+        ------
+        SourceError
+            If the folder itself can no longer be listed, or the database
+            sorts paths in another order than Python does.
+        """
+        try:
+            with os.scandir(self._root):
+                pass
+        except OSError as exc:
+            raise SourceError(
+                f"source folder {self._root!r} cannot be listed ({exc.strerror}); "
+                "check that it still exists and can be read"
+            ) from exc
+
+        seen = indexed = reused = removed = 0
+        writer = _Writer(self._engine)
+        known = self._known_rows()
+        row = next(known, None)
+
+        # Walk and the index are both in path order: merge them.
+        for entry in _walk(self._root):
+            seen += 1
+            while row is not None and row["path"] < entry.path:
+                writer.delete(row["path"])
+                removed += 1
+                row = next(known, None)
+
+            if row is not None and row["path"] == entry.path:
+                if _unchanged(row, entry):
+                    reused += 1
+                else:
+                    writer.put(self._index(entry))
+                    indexed += 1
+                row = next(known, None)
+            else:
+                writer.put(self._index(entry))
+                indexed += 1
+
+            if progress is not None:
+                progress(seen)
+
+        # Rows past the last file belong to files that are gone.
+        while row is not None:
+            writer.delete(row["path"])
+            removed += 1
+            row = next(known, None)
+        writer.flush()
+
+        duplicates = self._mark_duplicates()
+        skipped = self._skip_counts()
+        logger.info(
+            "scanned folder: %d files seen, %d read, %d unchanged, %d gone, "
+            "%d skipped (%d duplicates)",
+            seen,
+            indexed,
+            reused,
+            removed,
+            sum(skipped.values()),
+            duplicates,
+        )
+        return ScanReport(
+            files_seen=seen,
+            files_indexed=indexed,
+            files_reused=reused,
+            skipped=skipped,
+        )
+
+    def find(self, selection: Selection) -> list[StudyRef]:
+        """Return the indexed studies one manifest row selects.
+
+        The row's key picks studies: StudyInstanceUID if given, else
+        AccessionNumber, else PatientID, matched exactly. The row's date range
+        and modality then narrow them (:meth:`Selection.matches_study`), using
+        the study's most common StudyDate and the Modality of all its files.
+        Skipped files never match and are never counted.
+
+        Parameters
+        ----------
+        selection
+            One manifest row.
+
+        Returns
+        -------
+        list of StudyRef
+            Sorted by study UID; empty when nothing matches.
+
+        Raises
+        ------
+        ValueError
+            If the selection has none of the three keys.
+        """
+        usable = self._usable()
+        matched = select(col(IndexedFile.study_uid)).where(usable, _key(selection))
+        in_matched = col(IndexedFile.study_uid).in_(matched.scalar_subquery())
+
+        # One row per distinct (study, patient, date, modality), with file counts.
+        combos = select(
+            col(IndexedFile.study_uid),
+            col(IndexedFile.patient_id),
+            col(IndexedFile.study_date),
+            col(IndexedFile.modality),
+            func.count(),
+        ).where(usable, in_matched)
+        combos = combos.group_by(
+            col(IndexedFile.study_uid),
+            col(IndexedFile.patient_id),
+            col(IndexedFile.study_date),
+            col(IndexedFile.modality),
+        )
+        counts = (
+            select(
+                col(IndexedFile.study_uid),
+                func.count(distinct(col(IndexedFile.sop_uid))),
+            )
+            .where(usable, in_matched)
+            .group_by(col(IndexedFile.study_uid))
+        )
+        with self._engine.connect() as connection:
+            combo_rows = connection.execute(combos).all()
+            instances = {uid: n for uid, n in connection.execute(counts).all()}
+
+        # Narrow by date and modality.
+        found = []
+        for study_uid, study in sorted(_gather(combo_rows).items()):
+            if len(study.patients) > 1:
+                logger.debug(
+                    "row %d: a study's files disagree on PatientID (%d values); "
+                    "using the most common",
+                    selection.row,
+                    len(study.patients),
+                )
+            study_date = _most_common(study.dates)
+            if not selection.matches_study(study_date, sorted(study.modalities)):
+                continue
+            found.append(
+                StudyRef(
+                    study_uid=study_uid,
+                    patient_id=_most_common(study.patients) or "",
+                    instances=instances[study_uid],
+                )
+            )
+        return found
+
+    def instances(self, study_uid: str) -> list[InstanceRef]:
+        """Return the files of one study, ordered by path.
+
+        When several files hold the same SOPInstanceUID only the first by
+        path is returned; :meth:`scan` lists the others in :meth:`skipped`.
+
+        Parameters
+        ----------
+        study_uid
+            A StudyInstanceUID that :meth:`find` returned.
+
+        Returns
+        -------
+        list of InstanceRef
+            ``item`` is the absolute file path.
+        """
+        query = (
+            select(col(IndexedFile.path), col(IndexedFile.sop_uid))
+            .where(self._usable(), col(IndexedFile.study_uid) == study_uid)
+            .order_by(col(IndexedFile.path))
+        )
+        with self._engine.connect() as connection:
+            rows = connection.execute(query).all()
+
+        # The scan marks duplicates; this also holds after an interrupted scan.
+        refs = []
+        sop_uids: set[str | None] = set()
+        for path, sop_uid in rows:
+            if sop_uid in sop_uids:
+                logger.debug("%s: duplicate SOPInstanceUID, left out", path)
+                continue
+            sop_uids.add(sop_uid)
+            refs.append(InstanceRef(item=path, sop_uid=sop_uid))
+        return refs
+
+    def skipped(self) -> list[tuple[str, str]]:
+        """Return (path, reason) of every skipped file under the folder, by path."""
+        query = (
+            select(col(IndexedFile.path), col(IndexedFile.skip_reason))
+            .where(
+                col(IndexedFile.root) == self._root,
+                col(IndexedFile.skip_reason).is_not(None),
+            )
+            .order_by(col(IndexedFile.path))
+        )
+        with self._engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return [(path, reason or "") for path, reason in rows]
+
+    def _usable(self) -> ColumnElement[bool]:
+        """The condition for an indexed, not skipped file under this folder."""
+        return self._in_folder() & col(IndexedFile.skip_reason).is_(None)
+
+    def _in_folder(self) -> ColumnElement[bool]:
+        """The condition for a row of this folder, kept off the root index."""
+        # Without ANALYZE statistics SQLite picks the root index, which reads
+        # every row of the folder, over the index of a key, study or path
+        # range; 'root || ""' cannot use it.
+        return col(IndexedFile.root).concat("") == self._root
+
+    def _known_rows(self) -> Iterator[Row]:
+        """Yield this folder's index rows in path order, a page at a time."""
+        # Paging by key, not one open cursor: the scan writes between pages,
+        # and every path it writes sorts before the next page. The folder's
+        # paths share its prefix, so they are one range of the primary key.
+        last = os.path.join(self._root, "")
+        end = last[:-1] + chr(ord(os.sep) + 1)
+        while True:
+            query = (
+                select(
+                    col(IndexedFile.path),
+                    col(IndexedFile.size),
+                    col(IndexedFile.mtime_ns),
+                    col(IndexedFile.skip_reason),
+                )
+                .where(
+                    col(IndexedFile.path) > last,
+                    col(IndexedFile.path) < end,
+                    self._in_folder(),
+                )
+                .order_by(col(IndexedFile.path))
+                .limit(_PAGE)
+            )
+            with self._engine.connect() as connection:
+                page = [dict(row._mapping) for row in connection.execute(query)]
+
+            # The merge in scan() compares paths as Python does, by code point,
+            # like SQLite's BINARY collation; a locale collation would make it
+            # drop rows of files that exist.
+            for row in page:
+                if row["path"] <= last:
+                    raise SourceError(
+                        "the state database sorts file paths by another rule than "
+                        "code point order; use SQLite or a binary ('C') collation"
+                    )
+                last = row["path"]
+                yield row
+            if len(page) < _PAGE:
+                return
+
+    def _index(self, entry: _Entry) -> Row:
+        """Build the index row of one file, reading its header if it can."""
+        row: Row = dict.fromkeys(_KEYWORDS)
+        row.update(
+            path=entry.path,
+            root=self._root,
+            size=entry.size,
+            mtime_ns=entry.mtime_ns,
+            transfer_syntax_uid=None,
+        )
+        if entry.problem is not None:
+            row["skip_reason"] = entry.problem
+        else:
+            row.update(_read_header(entry.path, entry.size))
+        if row["skip_reason"] is not None:
+            logger.debug("%s: skipped, %s", entry.path, row["skip_reason"])
+        return row
+
+    def _mark_duplicates(self) -> int:
+        """Mark all but the first file (by path) of each SOPInstanceUID."""
+        # The whole folder is read here, so the root index is the right one.
+        usable = (col(IndexedFile.root) == self._root) & col(
+            IndexedFile.skip_reason
+        ).is_(None)
+        repeated = (
+            select(col(IndexedFile.sop_uid))
+            .where(usable)
+            .group_by(col(IndexedFile.sop_uid))
+            .having(func.count() > 1)
+        )
+        with self._engine.begin() as connection:
+            connection.execute(
+                update(IndexedFile)
+                .where(
+                    col(IndexedFile.root) == self._root,
+                    col(IndexedFile.skip_reason) == DUPLICATE,
+                )
+                .values(skip_reason=None)
+            )
+            rows = connection.execute(
+                select(col(IndexedFile.path), col(IndexedFile.sop_uid))
+                .where(usable, col(IndexedFile.sop_uid).in_(repeated.scalar_subquery()))
+                .order_by(col(IndexedFile.sop_uid), col(IndexedFile.path))
+            ).all()
+
+            extra = []
+            previous = None
+            for path, sop_uid in rows:
+                if sop_uid == previous:
+                    extra.append(path)
+                previous = sop_uid
+            for chunk in _chunks(extra, _BATCH):
+                connection.execute(
+                    update(IndexedFile)
+                    .where(col(IndexedFile.path).in_(chunk))
+                    .values(skip_reason=DUPLICATE)
+                )
+        return len(extra)
+
+    def _skip_counts(self) -> dict[str, int]:
+        """Count this folder's skipped files by reason."""
+        reason = col(IndexedFile.skip_reason)
+        query = (
+            select(reason, func.count())
+            .where(col(IndexedFile.root) == self._root, reason.is_not(None))
+            .group_by(reason)
+            .order_by(reason)
+        )
+        with self._engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return {reason or "": n for reason, n in rows}
+
+
+@dataclass
+class _Study:
+    """What the files of one study say, weighted by their number."""
+
+    patients: Counter[str] = field(default_factory=Counter)
+    dates: Counter[str] = field(default_factory=Counter)
+    modalities: set[str] = field(default_factory=set)
+
+
+def _gather(rows: Iterable[Any]) -> dict[str, _Study]:
+    """Fold (study, patient, date, modality, files) rows into one entry per study."""
+    studies: dict[str, _Study] = {}
+    for study_uid, patient_id, study_date, modality, files in rows:
+        study = studies.setdefault(study_uid, _Study())
+        if patient_id is not None:
+            study.patients[patient_id] += files
+        if study_date is not None:
+            study.dates[study_date] += files
+        if modality is not None:
+            study.modalities.add(modality)
+    return studies
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A file found by the walk; ``problem`` is a skip reason known before reading."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    problem: str | None = None
+
+
+class _Writer:
+    """Collects index changes and commits them in batches."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._gone: list[str] = []
+        self._rows: list[Row] = []
+
+    def delete(self, path: str) -> None:
+        """Drop the row of a file that is gone."""
+        self._gone.append(path)
+        self._flush_if_full()
+
+    def put(self, row: Row) -> None:
+        """Insert or replace the row of a file."""
+        self._rows.append(row)
+        self._flush_if_full()
+
+    def flush(self) -> None:
+        """Commit what was collected."""
+        # Delete by path first: that replaces changed rows, and a row another
+        # (nested) folder source indexed under the same path.
+        paths = self._gone + [row["path"] for row in self._rows]
+        if not paths:
+            return
+        with self._engine.begin() as connection:
+            connection.execute(
+                delete(IndexedFile).where(col(IndexedFile.path).in_(paths))
+            )
+            if self._rows:
+                connection.execute(insert(IndexedFile), self._rows)
+        self._gone = []
+        self._rows = []
+
+    def _flush_if_full(self) -> None:
+        """Commit once a batch is full."""
+        if len(self._gone) + len(self._rows) >= _BATCH:
+            self.flush()
+
+
+class _Reader:
+    """A file for pydicom to parse that notes when it wants bytes past the end."""
+
+    def __init__(self, file: BinaryIO, size: int) -> None:
+        self._file = file
+        self._size = size
+        # pydicom asks for the position once per element; a buffered file
+        # answers with a system call each time, so keep it here.
+        self._position = file.tell()
+        self.overran = False
+
+    def read(self, size: int = -1) -> bytes:
+        """Read like the file does, noting a read cut short by the end of file."""
+        start = self._position
+        data = self._file.read(size)
+        self._position += len(data)
+        # pydicom reads the preamble and prefix whole even from a short file
+        # that has neither, so a short read there says nothing.
+        if 0 < len(data) < size and start >= _PREFIX:
+            self.overran = True
+        return data
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """Seek like the file does, noting a skip that lands past the end."""
+        self._position = self._file.seek(offset, whence)
+        if self._position > self._size:
+            self.overran = True
+        return self._position
+
+    def tell(self) -> int:
+        """Return the position in the file."""
+        return self._position
+
+
+def _walk(root: str) -> Iterator[_Entry]:
+    """Yield every file under ``root`` in the order SQL sorts their paths."""
+    # An explicit stack instead of recursion: depth is the folder's, not ours.
+    stack = [iter(_listing(root))]
+    while stack:
+        item = next(stack[-1], None)
+        if item is None:
+            stack.pop()
+        elif isinstance(item, str):
+            stack.append(iter(_listing(item)))
+        else:
+            yield item
+
+
+def _listing(directory: str) -> list[_Entry | str]:
+    """List one folder: files as entries, sub-folders as paths to descend into."""
+    try:
+        with os.scandir(directory) as scan:
+            found = list(scan)
+    except OSError as exc:
+        # Keep a row for the folder, so its files are not silently missing.
+        logger.debug("%s: cannot list the folder", directory)
+        return [_Entry(directory, 0, 0, _unreadable(exc))]
+
+    # Sort a sub-folder as its name plus a separator, which is where its files'
+    # paths sort among its siblings; the index merge relies on this order.
+    keyed: list[tuple[str, _Entry | str]] = []
+    for entry in found:
+        name, problem = _storable(entry.name)
+        path = os.path.join(directory, name)
+        if problem is None and _is_folder(entry):
+            keyed.append((name + os.sep, entry.path))
+            continue
+        item = _file(entry, path, problem)
+        if item is not None:
+            keyed.append((name, item))
+    keyed.sort(key=lambda pair: pair[0])
+    return [item for _key, item in keyed]
+
+
+def _is_folder(entry: os.DirEntry[str]) -> bool:
+    """Say whether an entry is a real folder; symlinked folders could loop."""
+    try:
+        return entry.is_dir(follow_symlinks=False)
+    except OSError:
+        return False
+
+
+def _file(entry: os.DirEntry[str], path: str, problem: str | None) -> _Entry | None:
+    """Return the entry of a file to index, or None for what is not a file."""
+    if problem is not None:
+        return _Entry(path, 0, 0, problem)
+    try:
+        status = entry.stat()  # follows a symlinked file to its target
+    except OSError as exc:
+        return _Entry(path, 0, 0, _unreadable(exc))
+    if stat.S_ISREG(status.st_mode):
+        return _Entry(path, status.st_size, status.st_mtime_ns)
+
+    # A symlinked folder, a pipe, a socket or a device: not a file to read.
+    logger.debug("%s: not a regular file, ignored", path)
+    return None
+
+
+def _storable(name: str) -> tuple[str, str | None]:
+    """Return a file name as the database can store it, and a problem if altered."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        # os.scandir kept undecodable bytes as surrogates; SQL text cannot
+        # hold them, and a row with an altered path must never be opened.
+        escaped = name.encode("utf-8", "surrogateescape")
+        shown = escaped.decode("utf-8", "backslashreplace")
+        return shown, UNREADABLE + "file name is not valid UTF-8"
+    return name, None
+
+
+def _unchanged(row: Row, entry: _Entry) -> bool:
+    """Say whether an index row still describes the file, so need not be reread."""
+    # A file the OS refused may be readable now, without a new mtime.
+    if entry.problem is not None or (row["skip_reason"] or "").startswith(UNREADABLE):
+        return False
+    return bool(row["size"] == entry.size and row["mtime_ns"] == entry.mtime_ns)
+
+
+def _read_header(path: str, size: int) -> Row:
+    """Read one file's header into index columns, or return its skip reason."""
+    if size == 0:
+        return {"skip_reason": EMPTY}
+    try:
+        with open(path, "rb") as file, warnings.catch_warnings():
+            # pydicom's warnings about malformed values quote the values.
+            warnings.simplefilter("ignore")
+            return _parse(file, size)
+    except OSError as exc:
+        return {"skip_reason": _unreadable(exc)}
+
+
+def _parse(file: BinaryIO, size: int) -> Row:
+    """Parse a DICOM file's header; retry as a bare dataset if it has no 'DICM'."""
+    reader = _Reader(file, size)
+    try:
+        dataset = _dcmread(reader, force=False)
+        row = _columns(dataset)
+    except InvalidDicomError:
+        return _parse_bare(file, size)
+    except OSError:
+        raise
+    except Exception as exc:
+        # Any parse failure skips this one file; the scan goes on.
+        logger.debug("header parse failed: %s", type(exc).__name__)
+        return {"skip_reason": TRUNCATED}
+
+    if reader.overran:
+        return {"skip_reason": TRUNCATED}
+    if dataset.file_meta.get("MediaStorageSOPClassUID") == _DICOMDIR_CLASS:
+        return {"skip_reason": DICOMDIR}
+    return row
+
+
+def _parse_bare(file: BinaryIO, size: int) -> Row:
+    """Parse a file without preamble or file meta (PS3.10 7.1) as a dataset."""
+    file.seek(0)
+    reader = _Reader(file, size)
+    try:
+        row = _columns(_dcmread(reader, force=True))
+    except OSError:
+        raise
+    except Exception as exc:
+        logger.debug("forced header parse failed: %s", type(exc).__name__)
+        return {"skip_reason": NOT_DICOM}
+
+    # Forced, pydicom makes a dataset of any bytes; only the UIDs show it is one.
+    if row["study_uid"] is None and row["sop_uid"] is None:
+        return {"skip_reason": NOT_DICOM}
+    if reader.overran:
+        return {"skip_reason": TRUNCATED}
+    if row["sop_class_uid"] == _DICOMDIR_CLASS:
+        return {"skip_reason": DICOMDIR}
+    return row
+
+
+def _dcmread(reader: _Reader, force: bool) -> FileDataset:
+    """Read the header elements the index needs, stopping before pixel data."""
+    return pydicom.dcmread(
+        cast(BinaryIO, reader),
+        stop_before_pixels=True,
+        force=force,
+        specific_tags=_TAGS,
+    )
+
+
+def _columns(dataset: FileDataset) -> Row:
+    """Return the index columns of a parsed header, with its skip reason."""
+    row: Row = {
+        column: _text(dataset, keyword) for column, keyword in _KEYWORDS.items()
+    }
+    # Without file meta the transfer syntax is pydicom's guess: record none.
+    row["transfer_syntax_uid"] = _text(dataset.file_meta, "TransferSyntaxUID")
+    missing = row["study_uid"] is None or row["sop_uid"] is None
+    row["skip_reason"] = NO_UIDS if missing else None
+    return row
+
+
+def _text(dataset: Dataset, keyword: str) -> str | None:
+    """Return an element's value as text, or None when absent or empty."""
+    value = dataset.get(keyword)
+    if value is None:
+        return None
+    if isinstance(value, MultiValue):
+        text = "\\".join(str(item) for item in value)
+    else:
+        text = str(value)
+    return text.strip() or None
+
+
+def _key(selection: Selection) -> ColumnElement[bool]:
+    """The SQL condition for a selection's key: study UID, accession or patient."""
+    if selection.study_instance_uid is not None:
+        return col(IndexedFile.study_uid) == selection.study_instance_uid
+    if selection.accession_number is not None:
+        return col(IndexedFile.accession_number) == selection.accession_number
+    if selection.patient_id is not None:
+        return col(IndexedFile.patient_id) == selection.patient_id
+    raise ValueError(
+        f"manifest row {selection.row} has no StudyInstanceUID, AccessionNumber "
+        "or PatientID, so it selects nothing"
+    )
+
+
+def _most_common(counts: Counter[str]) -> str | None:
+    """Return the most frequent value, the smallest on a tie; None if empty."""
+    if not counts:
+        return None
+    return min(counts.items(), key=lambda pair: (-pair[1], pair[0]))[0]
+
+
+def _unreadable(exc: OSError) -> str:
+    """The skip reason for a file or folder the OS refused."""
+    return UNREADABLE + (exc.strerror or type(exc).__name__)
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    """Yield consecutive slices of at most ``size`` items."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
