@@ -89,6 +89,9 @@ def _configure_logging(quiet: bool, verbose: bool) -> None:
     elif quiet:
         level = logging.ERROR
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        # pydicom's own warnings quote element values, which may identify.
+        logging.getLogger("pydicom").setLevel(logging.ERROR)
 
 
 def _summary_line(summary: JobSummary) -> str:

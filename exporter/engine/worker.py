@@ -10,6 +10,7 @@ import hashlib
 import io
 import logging
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from exporter.errors import ActionError
 from exporter.policy.annex_e import BASIC_PROFILE_CODE, OPTIONS
 from exporter.policy.apply import apply_recipe
 from exporter.policy.functions import InstanceContext
-from exporter.policy.gate import burned_in_risk, release_problems
+from exporter.policy.gate import burned_in_risk, pixel_data_problem, release_problems
 from exporter.policy.pseudonyms import Pseudonymizer
 from exporter.policy.recipe import CompiledRecipe, compile_recipe
 
@@ -167,6 +168,10 @@ def _one(
 ) -> None:
     try:
         ds = _read(item)
+        broken = pixel_data_problem(ds)
+        if broken:
+            result.outcomes.append((item, "failed", f"damaged source: {broken}", None))
+            return
         risk = burned_in_risk(ds)
         apply_recipe(ds, recipe, ctx)
         _stamp(ds, recipe, task.options)
@@ -216,8 +221,12 @@ def export_study(task: StudyTask) -> StudyResult:
     ctx = _context(task, pseudonyms)
     result = StudyResult(task_id=task.task_id)
     rows: list[dict[str, Any]] = []
-    for item in task.items:
-        _one(task, item, ctx, recipe, result, rows)
+    # pydicom warns about malformed values by quoting them: never let those
+    # reach a terminal or a log at default level.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for item in task.items:
+            _one(task, item, ctx, recipe, result, rows)
 
     # Catalog parts land after the files they describe, each atomically.
     for name, table in study_tables(rows).items():

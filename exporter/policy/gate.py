@@ -7,6 +7,7 @@ text is quarantined; so is anything the header policy could not fully clean.
 from __future__ import annotations
 
 from pydicom.dataset import Dataset
+from pydicom.encaps import generate_fragments
 
 # SOP classes whose pixels are captures of screens, documents or cameras, or
 # whose payload is a document: text is likely, and we cannot see it yet.
@@ -73,3 +74,32 @@ def release_problems(ds: Dataset) -> list[str]:
     if "PixelData" in ds and str(ds.get("PatientIdentityRemoved", "")) != "YES":
         problems.append("PatientIdentityRemoved is not YES")
     return problems
+
+
+def pixel_data_problem(ds: Dataset) -> str | None:
+    """Why the pixel data is incomplete, or None.
+
+    pydicom reads a file cut inside its pixel data without complaint; an export
+    of it would look fine and hold a broken image, so it is caught here.
+    """
+    if "PixelData" not in ds:
+        return None
+    data = ds.PixelData
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is not None and syntax.is_encapsulated:
+        try:
+            fragments = sum(1 for _ in generate_fragments(data))
+        except (ValueError, EOFError, KeyError) as exc:
+            return f"encapsulated pixel data is malformed ({type(exc).__name__})"
+        return None if fragments else "encapsulated pixel data has no fragments"
+    try:
+        rows, columns = int(ds.Rows), int(ds.Columns)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        bits = int(ds.BitsAllocated)
+    except (AttributeError, TypeError, ValueError):
+        return "pixel data without readable Rows, Columns or BitsAllocated"
+    expected = (rows * columns * samples * frames * bits + 7) // 8
+    if len(data) < expected:
+        return f"pixel data truncated ({len(data)} of {expected} bytes)"
+    return None
