@@ -45,9 +45,27 @@ INSTANCES = pa.schema(
         _f("columns", pa.int32(), "Columns"),
         _f("frames", pa.int32(), "Number of Frames (1 when absent)"),
         _f("bits_allocated", pa.int32(), "Bits Allocated"),
+        _f("bits_stored", pa.int32(), "Bits Stored"),
+        _f(
+            "pixel_representation",
+            pa.int32(),
+            "0 unsigned, 1 signed (two's complement)",
+        ),
+        _f("rescale_slope", pa.float64(), "Rescale Slope (stored value to units)"),
+        _f("rescale_intercept", pa.float64(), "Rescale Intercept"),
+        _f("window_center", pa.float64(), "First Window Center"),
+        _f("window_width", pa.float64(), "First Window Width"),
+        _f("image_type", pa.list_(pa.string()), "Image Type values"),
+        _f("body_part", pa.string(), "Body Part Examined"),
+        _f(
+            "frame_of_reference_uid",
+            pa.string(),
+            "Frame of Reference UID, pseudonymous",
+        ),
         _f("photometric_interpretation", pa.string(), "Photometric Interpretation"),
         _f("pixel_spacing", pa.list_(pa.float64()), "Pixel Spacing, mm (row, col)"),
         _f("slice_thickness", pa.float64(), "Slice Thickness, mm"),
+        _f("spacing_between_slices", pa.float64(), "Spacing Between Slices, mm"),
         _f("image_position", pa.list_(pa.float64()), "Image Position (Patient)"),
         _f("image_orientation", pa.list_(pa.float64()), "Image Orientation (Patient)"),
         _f("study_date", pa.date32(), "Study Date, shifted per patient"),
@@ -67,12 +85,23 @@ SERIES = pa.schema(
         _f("series_uid", pa.string(), "Series Instance UID, pseudonymous"),
         _f("modality", pa.string(), "Modality"),
         _f("series_number", pa.int32(), "Series Number"),
-        _f("series_date", pa.date32(), "Series Date, shifted"),
+        _f("series_date", pa.date32(), "Series Date, shifted per patient"),
         _f("instances", pa.int64(), "Instances exported"),
         _f("bytes", pa.int64(), "Bytes exported"),
         _f("rows", pa.int32(), "Rows of the first instance"),
         _f("columns", pa.int32(), "Columns of the first instance"),
+        _f(
+            "pixel_spacing",
+            pa.list_(pa.float64()),
+            "Pixel Spacing of the first instance",
+        ),
         _f("slice_thickness", pa.float64(), "Slice Thickness of the first instance"),
+        _f(
+            "frame_of_reference_uid",
+            pa.string(),
+            "Frame of Reference UID, pseudonymous",
+        ),
+        _f("body_part", pa.string(), "Body Part Examined"),
         _f("manufacturer", pa.string(), "Manufacturer"),
         _f("model", pa.string(), "Manufacturer's Model Name"),
     ]
@@ -85,6 +114,14 @@ STUDIES = pa.schema(
         _f("series", pa.int64(), "Series exported"),
         _f("instances", pa.int64(), "Instances exported"),
         _f("bytes", pa.int64(), "Bytes exported"),
+        _f(
+            "instances_not_exported",
+            pa.int64(),
+            "Instances of the study held back (quarantined or failed)",
+        ),
+        _f(
+            "complete", pa.bool_(), "True when every instance of the study was exported"
+        ),
         _f("patient_age", pa.string(), "Patient's Age at this study"),
         _f("patient_sex", pa.string(), "Patient's Sex"),
     ]
@@ -124,6 +161,19 @@ def _floats(ds: Dataset, keyword: str) -> list[float] | None:
         return None
 
 
+def _first(ds: Dataset, keyword: str) -> float | None:
+    values = _floats(ds, keyword)
+    return values[0] if values else None
+
+
+def _texts(ds: Dataset, keyword: str) -> list[str] | None:
+    value = ds.get(keyword)
+    if value in (None, ""):
+        return None
+    items = list(value) if isinstance(value, (list, tuple, MultiValue)) else [value]
+    return [str(v) for v in items]
+
+
 def _date(ds: Dataset, keyword: str) -> date | None:
     value = str(ds.get(keyword) or "")
     try:
@@ -152,9 +202,19 @@ def instance_row(
         "columns": _int(ds, "Columns"),
         "frames": _int(ds, "NumberOfFrames") or 1,
         "bits_allocated": _int(ds, "BitsAllocated"),
+        "bits_stored": _int(ds, "BitsStored"),
+        "pixel_representation": _int(ds, "PixelRepresentation"),
+        "rescale_slope": _float(ds, "RescaleSlope"),
+        "rescale_intercept": _float(ds, "RescaleIntercept"),
+        "window_center": _first(ds, "WindowCenter"),
+        "window_width": _first(ds, "WindowWidth"),
+        "image_type": _texts(ds, "ImageType"),
+        "body_part": _text(ds, "BodyPartExamined"),
+        "frame_of_reference_uid": _text(ds, "FrameOfReferenceUID"),
         "photometric_interpretation": _text(ds, "PhotometricInterpretation"),
         "pixel_spacing": _floats(ds, "PixelSpacing"),
         "slice_thickness": _float(ds, "SliceThickness"),
+        "spacing_between_slices": _float(ds, "SpacingBetweenSlices"),
         "image_position": _floats(ds, "ImagePositionPatient"),
         "image_orientation": _floats(ds, "ImageOrientationPatient"),
         "study_date": _date(ds, "StudyDate"),
@@ -169,8 +229,20 @@ def instance_row(
     }
 
 
-def study_tables(rows: list[dict[str, Any]]) -> dict[str, pa.Table]:
-    """Instances, series and studies tables for the exported rows of one study."""
+def study_tables(
+    rows: list[dict[str, Any]], patient: str, study_uid: str, held: int
+) -> dict[str, pa.Table]:
+    """Instances, series and studies tables of one study.
+
+    Parameters
+    ----------
+    rows
+        Catalog rows of the exported instances (``instance_row``).
+    patient, study_uid
+        The study's pseudonymous keys, for a study of which nothing was exported.
+    held
+        Instances of the study that were quarantined or failed.
+    """
     rows = sorted(
         rows,
         key=lambda r: (r["series_uid"] or "", r["instance_number"] or 0, r["sop_uid"]),
@@ -187,22 +259,22 @@ def study_tables(rows: list[dict[str, Any]]) -> dict[str, pa.Table]:
             entry.update(instances=0, bytes=0)
         entry["instances"] += 1
         entry["bytes"] += row["file_size"]
-    studies = []
-    if rows:
-        first = rows[0]
-        studies.append(
-            {
-                "patient_pseudonym": first["patient_pseudonym"],
-                "study_uid": first["study_uid"],
-                "study_date": first["study_date"],
-                "modalities": sorted({r["modality"] for r in rows if r["modality"]}),
-                "series": len(series),
-                "instances": len(rows),
-                "bytes": sum(r["file_size"] for r in rows),
-                "patient_age": first["patient_age"],
-                "patient_sex": first["patient_sex"],
-            }
-        )
+    first = rows[0] if rows else {}
+    studies = [
+        {
+            "patient_pseudonym": patient,
+            "study_uid": study_uid,
+            "study_date": first.get("study_date"),
+            "modalities": sorted({r["modality"] for r in rows if r["modality"]}),
+            "series": len(series),
+            "instances": len(rows),
+            "bytes": sum(r["file_size"] for r in rows),
+            "instances_not_exported": held,
+            "complete": held == 0,
+            "patient_age": first.get("patient_age"),
+            "patient_sex": first.get("patient_sex"),
+        }
+    ]
     return {
         "instances": pa.Table.from_pylist(rows, schema=INSTANCES),
         "series": pa.Table.from_pylist(list(series.values()), schema=SERIES),

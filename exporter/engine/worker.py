@@ -229,7 +229,10 @@ def export_study(task: StudyTask) -> StudyResult:
             _one(task, item, ctx, recipe, result, rows)
 
     # Catalog parts land after the files they describe, each atomically.
-    for name, table in study_tables(rows).items():
+    study_uid = pseudonyms.uid(task.study_uid)
+    held = result.quarantined + result.failed
+    tables = study_tables(rows, ctx.patient_pseudonym, study_uid, held)
+    for name, table in tables.items():
         part = Path(task.job_dir) / "parts" / name / f"{task.ordinal:08d}.parquet"
         part.parent.mkdir(parents=True, exist_ok=True)
         tmp = part.with_name(f".tmp-{os.getpid()}-{part.name}")
