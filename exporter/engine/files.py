@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -16,12 +17,14 @@ def safe_component(text: str) -> str:
     return cleaned[:64]
 
 
-def write_atomic(target: Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` so that readers see all of it or nothing."""
+def write_atomic(target: Path, data: bytes | Sequence[bytes | memoryview]) -> None:
+    """Write ``data`` (or its chunks, in order) so readers see all or nothing."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{TMP_MARK}{os.getpid()}-{target.name}")
+    chunks = [data] if isinstance(data, bytes) else data
     with open(tmp, "wb") as handle:
-        handle.write(data)
+        for chunk in chunks:
+            handle.write(chunk)
     os.replace(tmp, target)
 
 

@@ -20,6 +20,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pydicom
 from sqlalchemy import delete
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -331,6 +332,37 @@ def _finalize(
     write_atomic(ws.job_dir(job.id) / "not-exported.csv", lines.getvalue().encode())
 
 
+def _reopen_incomplete(session: Session, job_id: str, job_dir: Path, out: Path) -> int:
+    """Set finished studies back to pending when their output is gone.
+
+    A rerun must never report success over an export someone pruned: every
+    file a finished study's catalog part lists must still be there, whole.
+    """
+    reopened = 0
+    done = session.exec(select(Task).where(Task.job_id == job_id, Task.state == "done"))
+    for task in done.all():
+        part = job_dir / "parts" / "instances" / f"{task.ordinal:08d}.parquet"
+        intact = part.exists()
+        if intact:
+            listed = pq.read_table(part, columns=["file_path", "file_size"]).to_pylist()
+            intact = all(
+                (out / row["file_path"]).is_file()
+                and (out / row["file_path"]).stat().st_size == row["file_size"]
+                for row in listed
+            )
+        if not intact:
+            task.state = "pending"
+            session.add(task)
+            reopened += 1
+    if reopened:
+        job = session.get(Job, job_id)
+        if job is not None:
+            job.state = "running"
+            session.add(job)
+        session.commit()
+    return reopened
+
+
 def run_job(request: RunRequest, progress: Progress | None = None) -> JobSummary:
     """Run (or resume) the export described by ``request``.
 
@@ -373,6 +405,11 @@ def run_job(request: RunRequest, progress: Progress | None = None) -> JobSummary
             session.commit()
         if job.state == "planning":
             _plan(session, job, manifest, source)
+        missing = _reopen_incomplete(session, job_id, ws.job_dir(job_id), out)
+        if missing:
+            progress.note(
+                f"{missing} finished studies lost files in the export; redoing them"
+            )
         pending = session.exec(
             select(Task)
             .where(Task.job_id == job_id, Task.state == "pending")

@@ -16,9 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
-import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.errors import InvalidDicomError
 from pydicom.sequence import Sequence
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
@@ -30,6 +28,7 @@ from pydicom.uid import (
 from exporter import __version__
 from exporter.catalog import instance_row, study_tables
 from exporter.engine.files import safe_component, write_atomic
+from exporter.engine.rawfile import DamagedFile, read_source
 from exporter.errors import ActionError
 from exporter.policy.annex_e import BASIC_PROFILE_CODE, OPTIONS
 from exporter.policy.apply import apply_recipe
@@ -90,14 +89,6 @@ def _recipe(task: StudyTask) -> CompiledRecipe:
     return _RECIPES[key]
 
 
-def _read(path: str) -> Dataset:
-    try:
-        return pydicom.dcmread(path)
-    except InvalidDicomError:
-        # No preamble or file meta: accepted when the dataset itself reads.
-        return pydicom.dcmread(path, force=True)
-
-
 def _stamp(
     ds: Dataset, recipe: CompiledRecipe, options: tuple[str, ...] | None
 ) -> None:
@@ -124,8 +115,12 @@ def _stamp(
         ds.LongitudinalTemporalInformationModified = "REMOVED"
 
 
-def _encode(ds: Dataset) -> bytes:
-    """Serialize with a file meta rebuilt from the cleaned dataset alone."""
+def _encode(ds: Dataset, pixels: memoryview | None) -> list[bytes | memoryview]:
+    """Serialize with a file meta rebuilt from the cleaned dataset alone.
+
+    ``pixels``, the source's Pixel Data element kept apart, follows the header
+    byte for byte: same transfer syntax, nothing decoded.
+    """
     old = getattr(ds, "file_meta", None)
     syntax = old.get("TransferSyntaxUID") if old is not None else None
     if syntax is None:
@@ -145,7 +140,7 @@ def _encode(ds: Dataset) -> bytes:
     ds.preamble = b"\x00" * 128
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+    return [buffer.getvalue()] if pixels is None else [buffer.getvalue(), pixels]
 
 
 def _context(task: StudyTask, pseudonyms: Pseudonymizer) -> InstanceContext:
@@ -167,8 +162,13 @@ def _one(
     rows: list[dict[str, Any]],
 ) -> None:
     try:
-        ds = _read(item)
-        broken = pixel_data_problem(ds)
+        source = read_source(item)
+        ds = source.dataset
+        if source.pixel_element is None:
+            broken = pixel_data_problem(ds)
+        else:
+            length = source.pixel_value_length
+            broken = pixel_data_problem(ds, length, source.encapsulated)
         if broken:
             result.outcomes.append((item, "failed", f"damaged source: {broken}", None))
             return
@@ -176,7 +176,10 @@ def _one(
         apply_recipe(ds, recipe, ctx)
         _stamp(ds, recipe, task.options)
         problems = release_problems(ds)
-        data = _encode(ds)
+        data = _encode(ds, source.pixel_element)
+    except DamagedFile as exc:
+        result.outcomes.append((item, "failed", f"damaged source: {exc}", None))
+        return
     except ActionError as exc:
         result.outcomes.append((item, "failed", f"recipe action failed: {exc}", None))
         return
@@ -206,12 +209,17 @@ def _one(
         f"{sop}.dcm",
     )
     write_atomic(Path(task.out_dir) / relative, data)
-    digest = hashlib.sha256(data).hexdigest()
+    digest = hashlib.sha256()
+    for chunk in data:
+        digest.update(chunk)
+    size = sum(len(chunk) for chunk in data)
     rows.append(
-        instance_row(ds, ctx.patient_pseudonym, relative.as_posix(), len(data), digest)
+        instance_row(
+            ds, ctx.patient_pseudonym, relative.as_posix(), size, digest.hexdigest()
+        )
     )
     result.exported += 1
-    result.bytes_out += len(data)
+    result.bytes_out += size
 
 
 def export_study(task: StudyTask) -> StudyResult:

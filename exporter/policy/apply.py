@@ -15,10 +15,11 @@ from typing import Any
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 
 from exporter.errors import ActionError
 from exporter.policy.dates import DateFormatError, shift_value
-from exporter.policy.functions import FUNCTIONS, InstanceContext
+from exporter.policy.functions import FUNCTIONS, TAG_ONLY, InstanceContext
 from exporter.policy.recipe import CompiledRecipe, Rule, repeater_key
 
 # deid never touches these (its config.json "skip" list); neither do we, so
@@ -38,6 +39,7 @@ SKIPPED = frozenset(
     }
 )
 _REWRITES = {"REPLACE", "JITTER"}
+_REMOVE, _UNTOUCHED, _PARSE = 1, 2, 3
 
 
 class _Applier:
@@ -121,11 +123,49 @@ class _Applier:
                 self.jitter(rule, elem)
         return True
 
+    def untouched(self, ds: Dataset, tag: BaseTag, top: bool) -> bool:
+        """Settle an element without parsing it, when its tag alone decides.
+
+        Returns True when the element was removed or no rule changes it (and
+        it is no sequence); False when it must be parsed and run in full.
+        """
+        key = int(tag)
+        if top and key in self.adds:
+            return False
+        decision = self.recipe.tag_decisions.get(key)
+        if decision is None:
+            decision = self.recipe.tag_decisions[key] = self.decide(tag)
+        if decision == _REMOVE:
+            del ds[tag]
+            return True
+        return decision == _UNTOUCHED and not maybe_sequence(ds.get_item(tag))
+
+    def decide(self, tag: BaseTag) -> int:
+        """What the tag alone says: remove, leave untouched, or parse and run."""
+        rules = [
+            *self.recipe.by_tag.get(repeater_key(int(tag)), ()),
+            *(rule for _, rule in self.recipe.dynamic),
+        ]
+        for rule in rules:
+            if rule.action != "REMOVE" or (rule.func and rule.func not in TAG_ONLY):
+                return _PARSE
+        probe = DataElement(tag, "UN", None)
+        if any(not rule.value or self.call(rule, probe) for rule in rules):
+            return _REMOVE
+        return _UNTOUCHED
+
     def walk(self, ds: Dataset, prefix: str | None) -> None:
         top = prefix is None
-        for elem in list(ds):
-            if int(elem.tag) in SKIPPED:
+        lazy = self.recipe.by_tag_only
+        for tag in list(ds.keys()):
+            if int(tag) in SKIPPED or (lazy and self.untouched(ds, tag, top)):
                 continue
+            try:
+                elem = ds[tag]
+            except Exception as exc:
+                raise ActionError(
+                    f"cannot parse {tag} to apply the recipe ({type(exc).__name__})"
+                ) from exc
             name = elem.keyword if top else f"{prefix}__{elem.keyword}"
             try:
                 survived = self.element(ds, elem, name, top)
@@ -150,6 +190,21 @@ class _Applier:
             if value is not None:
                 target.add_new(tag, dictionary_VR(tag), value)
                 self.created[tag] = first.line
+
+
+def maybe_sequence(raw: Any) -> bool:
+    """Whether an element may be a sequence, judged without parsing it."""
+    vr = raw.VR
+    if vr == "SQ":
+        return True
+    if vr in (None, "UN") and getattr(raw, "length", 0) == 0xFFFFFFFF:
+        return True
+    if vr is None:
+        try:
+            return bool(dictionary_VR(raw.tag) == "SQ")
+        except KeyError:
+            return False
+    return False
 
 
 def _add_tag(rule: Rule) -> int:

@@ -48,7 +48,7 @@ _DUMMY_TEXT = {
     "ST": "ANONYMIZED",
     "TM": "000000.00",
     "UC": "ANONYMIZED",
-    "UR": "",
+    "UR": "ANONYMIZED",
     "UT": "ANONYMIZED",
 }
 _NUMERIC = {"FL", "FD", "SL", "SS", "UL", "US", "SV", "UV"}
@@ -144,6 +144,19 @@ def is_unknown_public(ctx: InstanceContext, elem: DataElement) -> bool:
         return False
     return not (dictionary_has_tag(tag) or repeater_has_tag(tag))
 
+
+# Functions that read nothing but the element's tag: the engine may call them
+# on an unparsed (raw) element.
+TAG_ONLY = frozenset(
+    {
+        "is_private",
+        "is_curve",
+        "is_overlay_data",
+        "is_overlay_comments",
+        "is_overlay_text",
+        "is_unknown_public",
+    }
+)
 
 FUNCTIONS: dict[str, Function] = {
     "dummy": dummy,

@@ -6,8 +6,13 @@ text is quarantined; so is anything the header policy could not fully clean.
 
 from __future__ import annotations
 
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_fragments
+from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
+
+from exporter.policy.apply import maybe_sequence
 
 # SOP classes whose pixels are captures of screens, documents or cameras, or
 # whose payload is a document: text is likely, and we cannot see it yet.
@@ -64,34 +69,64 @@ def burned_in_risk(ds: Dataset) -> str | None:
     return None
 
 
+def _private_survivor(ds: Dataset) -> BaseTag | None:
+    for tag in ds.keys():  # noqa: SIM118  (iterating ds would parse every element)
+        if tag.is_private:
+            return tag
+        elem = ds.get_item(tag)
+        if isinstance(elem, RawDataElement):
+            if not maybe_sequence(elem):
+                continue
+            elem = ds[tag]
+        if elem.VR == "SQ" and isinstance(elem.value, Sequence):
+            for item in elem.value:
+                found = _private_survivor(item)
+                if found is not None:
+                    return found
+    return None
+
+
 def release_problems(ds: Dataset) -> list[str]:
     """Checks on the cleaned dataset; any finding blocks release (fail closed)."""
     problems = []
-    for elem in ds.iterall():
-        if elem.tag.is_private:
-            problems.append(f"private element {elem.tag} survived the recipe")
-            break
-    if "PixelData" in ds and str(ds.get("PatientIdentityRemoved", "")) != "YES":
+    survivor = _private_survivor(ds)
+    if survivor is not None:
+        problems.append(f"private element {survivor} survived the recipe")
+    if str(ds.get("PatientIdentityRemoved", "")) != "YES":
         problems.append("PatientIdentityRemoved is not YES")
     return problems
 
 
-def pixel_data_problem(ds: Dataset) -> str | None:
+def pixel_data_problem(
+    ds: Dataset, length: int | None = None, encapsulated: bool = False
+) -> str | None:
     """Why the pixel data is incomplete, or None.
 
     pydicom reads a file cut inside its pixel data without complaint; an export
     of it would look fine and hold a broken image, so it is caught here.
+
+    Parameters
+    ----------
+    ds
+        The dataset; its Pixel Data is used when ``length`` is not given.
+    length, encapsulated
+        Size and kind of a Pixel Data value kept apart from ``ds``.
     """
-    if "PixelData" not in ds:
+    if length is None:
+        if "PixelData" not in ds:
+            return None
+        data = ds.PixelData
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        encapsulated = syntax is not None and syntax.is_encapsulated
+        if encapsulated:
+            try:
+                if not sum(1 for _ in generate_fragments(data)):
+                    return "encapsulated pixel data has no fragments"
+            except (ValueError, EOFError, KeyError) as exc:
+                return f"encapsulated pixel data is malformed ({type(exc).__name__})"
+        length = len(data)
+    if encapsulated:
         return None
-    data = ds.PixelData
-    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-    if syntax is not None and syntax.is_encapsulated:
-        try:
-            fragments = sum(1 for _ in generate_fragments(data))
-        except (ValueError, EOFError, KeyError) as exc:
-            return f"encapsulated pixel data is malformed ({type(exc).__name__})"
-        return None if fragments else "encapsulated pixel data has no fragments"
     try:
         rows, columns = int(ds.Rows), int(ds.Columns)
         samples = int(ds.get("SamplesPerPixel", 1) or 1)
@@ -100,6 +135,6 @@ def pixel_data_problem(ds: Dataset) -> str | None:
     except (AttributeError, TypeError, ValueError):
         return "pixel data without readable Rows, Columns or BitsAllocated"
     expected = (rows * columns * samples * frames * bits + 7) // 8
-    if len(data) < expected:
-        return f"pixel data truncated ({len(data)} of {expected} bytes)"
+    if length < expected:
+        return f"pixel data truncated ({length} of {expected} bytes)"
     return None

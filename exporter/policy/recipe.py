@@ -81,6 +81,12 @@ class CompiledRecipe:
     by_private: dict[tuple[int, str, int], list[Rule]] = field(default_factory=dict)
     dynamic: list[tuple[Matcher, Rule]] = field(default_factory=list)
     adds: list[Rule] = field(default_factory=list)
+    # True when every rule can be chosen from the tag alone (no name or VR
+    # patterns, no private creator rules): the engine then leaves elements
+    # that no rule touches in their raw, unparsed form.
+    by_tag_only: bool = True
+    # Per tag, what the tag alone decides (filled by the engine as it goes).
+    tag_decisions: dict[int, int] = field(default_factory=dict)
 
 
 def _keyword_suggestion(word: str) -> str:
@@ -345,10 +351,13 @@ def compile_recipe(text: str, path: str = "<recipe>") -> CompiledRecipe:
         matcher = _field_matcher(rule, path)
         if matcher is not None:
             compiled.dynamic.append((matcher, rule))
+            if rule.field.lower() != "all":
+                compiled.by_tag_only = False
             continue
         key = _static_key(rule, path)
         if isinstance(key, tuple):
             compiled.by_private.setdefault(key, []).append(rule)
+            compiled.by_tag_only = False
         else:
             compiled.by_tag.setdefault(key, []).append(rule)
     return compiled

@@ -1,0 +1,119 @@
+"""Read a DICOM file as a parsed header plus its pixel data as raw bytes.
+
+The header is parsed once (elements stay unparsed until a rule needs them);
+the Pixel Data element is located and later copied to the output byte for
+byte, never decoded. Files where that is not safe (big endian, elements after
+the pixel data, float pixel data) are read in full instead.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+_PIXEL_TAG_LE = b"\xe0\x7f\x10\x00"
+_ITEM = 0xE000FFFE  # (FFFE,E000) read as little-endian uint32 of group, element
+_SEQ_END = 0xE0DDFFFE
+_LONG_VRS = {
+    b"OB",
+    b"OW",
+    b"OF",
+    b"OD",
+    b"OL",
+    b"OV",
+    b"UN",
+    b"SQ",
+    b"UC",
+    b"UR",
+    b"UT",
+}
+
+
+class DamagedFile(ValueError):
+    """The file ends before its pixel data does."""
+
+
+@dataclass
+class SourceFile:
+    """A parsed header and, when split off, the raw pixel data element."""
+
+    dataset: Dataset
+    pixel_element: memoryview | None  # tag, header and value, as in the source
+    pixel_value_length: int  # bytes of the value (fragments included)
+    encapsulated: bool
+
+
+def _read_dataset(fp: io.BytesIO, **kwargs: object) -> Dataset:
+    try:
+        return pydicom.dcmread(fp, **kwargs)  # type: ignore[arg-type]
+    except InvalidDicomError:
+        # No preamble or file meta: accepted when the dataset itself reads.
+        fp.seek(0)
+        return pydicom.dcmread(fp, force=True, **kwargs)  # type: ignore[arg-type]
+
+
+def _element_end(data: bytes, start: int, implicit: bool) -> tuple[int, int, bool]:
+    """End offset, value length and encapsulation of the element at ``start``."""
+    if implicit:
+        (length,) = struct.unpack_from("<I", data, start + 4)
+        offset = start + 8
+    elif data[start + 4 : start + 6] in _LONG_VRS:
+        (length,) = struct.unpack_from("<I", data, start + 8)
+        offset = start + 12
+    else:
+        (length,) = struct.unpack_from("<H", data, start + 6)
+        offset = start + 8
+    if length != 0xFFFFFFFF:
+        end = offset + length
+        if end > len(data):
+            raise DamagedFile(
+                f"pixel data truncated ({len(data) - offset} of {length} bytes)"
+            )
+        return end, length, False
+    # Encapsulated: items until the sequence delimiter (PS3.5 A.4).
+    cursor = offset
+    while True:
+        if cursor + 8 > len(data):
+            raise DamagedFile("encapsulated pixel data ends without its delimiter")
+        tag, item_length = struct.unpack_from("<II", data, cursor)
+        cursor += 8
+        if tag == _SEQ_END:
+            return cursor, cursor - offset, True
+        if tag != _ITEM or item_length == 0xFFFFFFFF:
+            raise DamagedFile("encapsulated pixel data is malformed")
+        cursor += item_length
+
+
+def read_source(path: str) -> SourceFile:
+    """Read ``path``; split off the pixel data when it can be copied as bytes.
+
+    Raises
+    ------
+    DamagedFile
+        When the file ends inside its pixel data.
+    """
+    with open(path, "rb") as handle:
+        data = handle.read()
+    fp = io.BytesIO(data)
+    ds = _read_dataset(fp, stop_before_pixels=True)
+    start = fp.tell()
+    implicit, little = ds.original_encoding
+    if start >= len(data):
+        return SourceFile(ds, None, 0, False)
+    if (
+        little is True
+        and data[start : start + 4] == _PIXEL_TAG_LE
+        and start + 12 <= len(data)
+    ):
+        end, length, encapsulated = _element_end(data, start, bool(implicit))
+        if end == len(data):
+            return SourceFile(ds, memoryview(data)[start:end], length, encapsulated)
+    # Anything else (big endian, trailing elements, other pixel data types):
+    # read it all and let the recipe see every element.
+    fp.seek(0)
+    return SourceFile(_read_dataset(fp), None, 0, False)
