@@ -61,7 +61,10 @@ def burned_in_risk(ds: Dataset) -> str | None:
     modality = str(ds.get("Modality", "")).upper()
     if modality in _CAPTURE_MODALITIES:
         return f"{_CAPTURE_MODALITIES[modality]} without BurnedInAnnotation NO"
-    image_type = [str(v).upper() for v in ds.get("ImageType", []) or []]
+    value = ds.get("ImageType") or []
+    # A single value reads back as a plain string, not a one-item list.
+    values = [value] if isinstance(value, str) else list(value)
+    image_type = [str(v).upper() for v in values]
     if image_type[:1] == ["DERIVED"] or image_type[1:2] == ["SECONDARY"]:
         return "derived or secondary image without BurnedInAnnotation NO"
     if "SCREEN SAVE" in image_type or "SCREENSHOT" in image_type:

@@ -287,6 +287,14 @@ def parse_rules(text: str, path: str) -> list[Rule]:
                 f"unknown action {tokens[0]!r}{hint}; expected one "
                 f"of {', '.join(HEADER_ACTIONS)}",
             )
+        if tokens[0] != action:
+            # deid accepts the line and then silently drops it: refuse it here.
+            raise RecipeError(
+                path,
+                number,
+                f"write the action {tokens[0]!r} in upper case "
+                f"({action}); deid would skip it",
+            )
         if len(tokens) < 2:
             raise RecipeError(path, number, f"{action} needs a field")
         value = " ".join(tokens[2:]) or None
