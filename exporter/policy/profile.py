@@ -66,7 +66,7 @@ def _row_rule(row: AnnexERow, options: frozenset[str]) -> tuple[str, str]:
     # The patient's identity becomes the pseudonym; ages over 89 are capped.
     if row.keyword in ("PatientID", "PatientName") and code in ("Z", "D"):
         return f"REPLACE {field} func:patient_id", f"{note}; the pseudonym"
-    if row.keyword == "PatientAge" and code == "K":
+    if vr == "AS" and code == "K":
         return f"REPLACE {field} func:age_cap", f"{note}; over 89 -> 090Y"
 
     if code == "C":
