@@ -36,7 +36,8 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # locals may hold identifying values
     help="De-identifying research export of DICOM studies.",
 )
-err = Console(stderr=True, highlight=False)
+# soft_wrap: an error or path is one line, whatever the width of a log.
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class _BarProgress(EngineProgress):
@@ -48,7 +49,7 @@ class _BarProgress(EngineProgress):
 
     def note(self, message: str) -> None:
         if not self.quiet:
-            err.print(message)
+            err.print(message, markup=False)
 
     def start(self, studies: int, instances: int) -> None:
         if self.quiet or not err.is_terminal:
@@ -99,7 +100,7 @@ def _summary_line(summary: JobSummary) -> str:
         f"{n} {status}" for status, n in sorted(summary.rows_status.items())
     )
     line = (
-        f"export {summary.job_id}: {summary.exported} instances exported "
+        f"export {summary.export_id}: {summary.exported} instances exported "
         f"({summary.bytes_out / 1e6:.1f} MB) from {summary.studies} studies; "
         f"{summary.quarantined} quarantined, {summary.failed} failed; "
         f"manifest rows: {rows or 'none'}"
@@ -139,8 +140,9 @@ def run(
         typer.Option(help="deid recipe [default: the built-in Basic Profile]."),
     ] = None,
     workers: Annotated[
-        int, typer.Option(min=1, help="Worker processes [default: number of cores].")
-    ] = 0,
+        int | None,
+        typer.Option(min=1, help="Worker processes [default: number of cores]."),
+    ] = None,
     database_url: Annotated[
         str | None,
         typer.Option(help="State database URL [default: SQLite in the workspace]."),
@@ -182,7 +184,10 @@ def demo(
     directory: Annotated[Path, typer.Argument(help="Folder for the demo.")] = Path(
         "exporter-demo"
     ),
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 0,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Worker processes [default: number of cores]."),
+    ] = None,
 ) -> None:
     """Make a synthetic source with planted PHI, a manifest, and export it."""
     from exporter.demo import run_demo

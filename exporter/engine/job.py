@@ -81,6 +81,7 @@ class JobSummary:
     job_id: str
     out_dir: Path
     workspace: Path
+    export_id: str = ""
     rows: int = 0
     rows_status: Counter[str] = field(default_factory=Counter)
     studies: int = 0
@@ -108,11 +109,15 @@ def _recipe(request: RunRequest) -> tuple[CompiledRecipe, tuple[str, ...] | None
     return load_recipe(request.recipe), None
 
 
-def _job_id(
-    manifest: Manifest, source: Source, recipe: CompiledRecipe, out: Path
-) -> str:
-    key = "\n".join([manifest.digest, source.name, recipe.digest, str(out)])
+def _export_id(manifest: Manifest, source: Source, recipe: CompiledRecipe) -> str:
+    """Names the export: the same inputs give the same id, wherever it is written."""
+    key = "\n".join([manifest.digest, source.name, recipe.digest])
     return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _job_id(export_id: str, out: Path) -> str:
+    """Names the job's state: one export written to one folder."""
+    return hashlib.sha256(f"{export_id}\n{out}".encode()).hexdigest()[:16]
 
 
 def _plan(session: Session, job: Job, manifest: Manifest, source: Source) -> None:
@@ -211,7 +216,7 @@ def _finalize(
         select(Task).where(Task.job_id == job.id).order_by(col(Task.ordinal))
     ).all()
     metadata = {
-        "exporter.export_id": job.id,
+        "exporter.export_id": summary.export_id,
         "exporter.recipe_sha256": recipe.digest,
         "exporter.version": __version__,
         "exporter.schema_version": SCHEMA_VERSION,
@@ -280,7 +285,7 @@ def _finalize(
     summary.failed = sum(t.failed for t in tasks)
     summary.bytes_out = sum(t.bytes_out for t in tasks)
     provenance = {
-        "export_id": job.id,
+        "export_id": summary.export_id,
         "tool": {
             "name": "exporter",
             "version": __version__,
@@ -388,8 +393,10 @@ def run_job(request: RunRequest, progress: Progress | None = None) -> JobSummary
     summary = JobSummary(job_id="", out_dir=out, workspace=ws.root)
     summary.source_skipped.update(report.skipped)
 
-    job_id = _job_id(manifest, source, recipe, out)
+    export_id = _export_id(manifest, source, recipe)
+    job_id = _job_id(export_id, out)
     summary.job_id = job_id
+    summary.export_id = export_id
     with Session(engine) as session:
         job = session.get(Job, job_id)
         if job is None:

@@ -20,10 +20,29 @@ __all__ = [
     "ScanReport",
     "Source",
     "StudyRef",
+    "check_source",
     "open_source",
 ]
 
 _ACCEPTED = "a source is a folder for now; dicom:// and DICOMweb URLs come later"
+
+
+def check_source(spec: str) -> Path:
+    """Check that ``spec`` names a usable source before anything is created.
+
+    Raises
+    ------
+    SourceError
+        If ``spec`` is a URL, a file, or a missing folder.
+    """
+    if "://" in spec:
+        raise SourceError(f"source {spec!r} is a URL, not supported yet; {_ACCEPTED}")
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise SourceError(f"source folder {spec!r} does not exist; {_ACCEPTED}")
+    if not path.is_dir():
+        raise SourceError(f"source {spec!r} is not a folder; {_ACCEPTED}")
+    return path
 
 
 def open_source(spec: str, engine: Engine) -> Source:
@@ -47,12 +66,4 @@ def open_source(spec: str, engine: Engine) -> Source:
         If ``spec`` is a URL, a file, a missing folder or a folder that
         cannot be read. The message names ``spec`` and what is accepted.
     """
-    if "://" in spec:
-        raise SourceError(f"source {spec!r} is a URL, not supported yet; {_ACCEPTED}")
-
-    path = Path(spec).expanduser()
-    if not path.exists():
-        raise SourceError(f"source folder {spec!r} does not exist; {_ACCEPTED}")
-    if not path.is_dir():
-        raise SourceError(f"source {spec!r} is not a folder; {_ACCEPTED}")
-    return FolderSource(path, engine)
+    return FolderSource(check_source(spec), engine)
