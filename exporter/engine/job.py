@@ -23,7 +23,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pydicom
 from sqlalchemy import delete
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -42,6 +42,7 @@ from exporter.workspace import Workspace, check_separation, open_workspace, reso
 
 logger = logging.getLogger(__name__)
 
+_LINKAGE_BATCH = 5000
 DEFAULT_RECIPE_NAME = "exporter:basic-profile (recipes/basic-profile.dicom)"
 
 
@@ -168,8 +169,12 @@ def _record(engine: Engine, job_id: str, result: StudyResult) -> None:
             {"kind": kind, "original": original, "pseudonym": pseudonym}
             for (kind, original), pseudonym in result.linkage.items()
         ]
-        if rows:
-            statement = sqlite_insert(Linkage).values(rows).on_conflict_do_nothing()
+        # A pseudonym is derived, so a row already there holds the same value:
+        # keep the first. Batches stay under SQLite's bound-parameter limit.
+        dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+        for start in range(0, len(rows), _LINKAGE_BATCH):
+            batch = rows[start : start + _LINKAGE_BATCH]
+            statement = dialect.insert(Linkage).values(batch).on_conflict_do_nothing()
             session.exec(statement)
         task = session.get(Task, result.task_id)
         assert task is not None
