@@ -17,9 +17,12 @@ from typing import Any
 
 import pyarrow.parquet as pq
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_file_meta_info
 from pydicom.sequence import Sequence
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
+    DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -28,7 +31,7 @@ from pydicom.uid import (
 from exporter import __version__
 from exporter.catalog import instance_row, study_tables
 from exporter.engine.files import safe_component, write_atomic
-from exporter.engine.rawfile import DamagedFile, read_source
+from exporter.engine.rawfile import DamagedFile, SourceFile, encode_body, read_source
 from exporter.errors import ActionError
 from exporter.policy.annex_e import BASIC_PROFILE_CODE, OPTIONS
 from exporter.policy.apply import apply_recipe
@@ -115,11 +118,11 @@ def _stamp(
         ds.LongitudinalTemporalInformationModified = "REMOVED"
 
 
-def _encode(ds: Dataset, pixels: memoryview | None) -> list[bytes | memoryview]:
+def _encode(ds: Dataset, source: SourceFile) -> list[bytes | memoryview]:
     """Serialize with a file meta rebuilt from the cleaned dataset alone.
 
-    ``pixels``, the source's Pixel Data element kept apart, follows the header
-    byte for byte: same transfer syntax, nothing decoded.
+    The source's Pixel Data element, when kept apart, follows the header byte
+    for byte: same transfer syntax, nothing decoded.
     """
     old = getattr(ds, "file_meta", None)
     syntax = old.get("TransferSyntaxUID") if old is not None else None
@@ -137,10 +140,20 @@ def _encode(ds: Dataset, pixels: memoryview | None) -> list[bytes | memoryview]:
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     meta.ImplementationVersionName = f"EXPORTER_{__version__}"[:16]
     ds.file_meta = meta
-    ds.preamble = b"\x00" * 128
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return [buffer.getvalue()] if pixels is None else [buffer.getvalue(), pixels]
+    if syntax in (DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian):
+        # Rare syntaxes: let pydicom write everything.
+        ds.preamble = b"\x00" * 128
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        return [buffer.getvalue()]
+    head = DicomBytesIO()
+    head.is_little_endian, head.is_implicit_VR = True, False
+    head.write(b"\x00" * 128 + b"DICM")
+    write_file_meta_info(head, meta, enforce_standard=True)
+    chunks: list[bytes | memoryview] = [head.getvalue(), encode_body(ds, source.data)]
+    if source.pixel_element is not None:
+        chunks.append(source.pixel_element)
+    return chunks
 
 
 def _context(task: StudyTask, pseudonyms: Pseudonymizer) -> InstanceContext:
@@ -176,7 +189,7 @@ def _one(
         apply_recipe(ds, recipe, ctx)
         _stamp(ds, recipe, task.options)
         problems = release_problems(ds)
-        data = _encode(ds, source.pixel_element)
+        data = _encode(ds, source)
     except DamagedFile as exc:
         result.outcomes.append((item, "failed", f"damaged source: {exc}", None))
         return

@@ -39,7 +39,7 @@ SKIPPED = frozenset(
     }
 )
 _REWRITES = {"REPLACE", "JITTER"}
-_REMOVE, _UNTOUCHED, _PARSE = 1, 2, 3
+_REMOVE, _UNTOUCHED, _PARSE, _KEEP = 1, 2, 3, 4
 
 
 class _Applier:
@@ -138,6 +138,8 @@ class _Applier:
         if decision == _REMOVE:
             del ds[tag]
             return True
+        if decision == _KEEP:
+            return True  # KEEP shields the element and all its items
         return decision == _UNTOUCHED and not maybe_sequence(ds.get_item(tag))
 
     def decide(self, tag: BaseTag) -> int:
@@ -146,6 +148,8 @@ class _Applier:
             *self.recipe.by_tag.get(repeater_key(int(tag)), ()),
             *(rule for _, rule in self.recipe.dynamic),
         ]
+        if any(rule.action == "KEEP" for rule in rules):
+            return _KEEP
         for rule in rules:
             if rule.action != "REMOVE" or (rule.func and rule.func not in TAG_ONLY):
                 return _PARSE

@@ -459,7 +459,7 @@ class TestNoLeak:
                     contexts[patient] = _context(pseudonyms, patient)
                 apply_recipe(ds, recipe, contexts[patient])
                 _stamp(ds, recipe, tuple(sorted(DEFAULT_OPTIONS)))
-                data = b"".join(_encode(ds, read.pixel_element))
+                data = b"".join(_encode(ds, read))
                 found = _leaks(data, phi)
                 if found:
                     leaks[Path(path).name] = sorted(found)
