@@ -377,7 +377,7 @@ def _unknown_action(tmp: Path, source: SyntheticSource) -> JobError:
 
 
 def _missing_source(tmp: Path, source: SyntheticSource) -> JobError:
-    """A source folder that does not exist; found after the workspace."""
+    """A source folder that does not exist; refused before the workspace exists."""
     folder = tmp / "no-such-source"
     message = (
         f"source folder '{folder}' does not exist; a source is a folder for now; "
@@ -385,7 +385,7 @@ def _missing_source(tmp: Path, source: SyntheticSource) -> JobError:
     )
     ws, out = tmp / "ws", tmp / "export"
     args = run_args(_cohort(tmp, source), folder, out, ws)
-    return JobError(args, message, ws, out, creates_workspace=True)
+    return JobError(args, message, ws, out)
 
 
 def _export_in_workspace(tmp: Path, source: SyntheticSource) -> JobError:

@@ -8,12 +8,8 @@ unfinished studies and yields the same bytes.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-import json
 import logging
-import platform
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -30,12 +26,20 @@ from sqlmodel import Session, col, select
 from exporter import __version__
 from exporter.catalog import SCHEMA_VERSION, TABLES, merge_parts
 from exporter.cohort import Manifest, read_manifest
-from exporter.engine.files import sweep_partial, write_atomic
+from exporter.engine.files import sweep_partial
 from exporter.engine.worker import StudyResult, StudyTask, export_study
 from exporter.policy.annex_e import EDITION
 from exporter.policy.profile import DEFAULT_OPTIONS, build_recipe
 from exporter.policy.recipe import CompiledRecipe, compile_recipe, load_recipe
-from exporter.sources import open_source
+from exporter.report import (
+    StudyCounts,
+    reason_category,
+    reconcile,
+    write_not_exported,
+    write_provenance,
+    write_reconciliation,
+)
+from exporter.sources import check_source, open_source
 from exporter.sources.base import Source
 from exporter.state import Job, Linkage, Outcome, RowMatch, Task, open_database
 from exporter.workspace import Workspace, check_separation, open_workspace, resolve_root
@@ -239,107 +243,75 @@ def _finalize(
         )
 
     # Reconciliation: one line per manifest row, by row number only.
-    by_study = {t.study_uid: t for t in tasks}
-    matches: dict[int, list[str | None]] = defaultdict(list)
-    for match in session.exec(select(RowMatch).where(RowMatch.job_id == job.id)).all():
-        matches[match.row].append(match.study_uid)
-    reasons_by_task: dict[int, set[str]] = defaultdict(set)
-    for outcome in session.exec(select(Outcome).where(Outcome.job_id == job.id)).all():
-        category = outcome.reason.split(" (")[0].split(":")[0]
-        reasons_by_task[outcome.task_id].add(category)
+    outcomes = session.exec(
+        select(Outcome)
+        .where(Outcome.job_id == job.id)
+        .order_by(col(Outcome.task_id), col(Outcome.source_item))
+    ).all()
+    reasons: dict[int, set[str]] = defaultdict(set)
+    for outcome in outcomes:
+        category = reason_category(outcome.reason)
+        reasons[outcome.task_id].add(category)
         summary.reasons[f"{outcome.status}: {category}"] += 1
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(
-        [
-            "row",
-            "status",
-            "studies",
-            "instances_exported",
-            "instances_quarantined",
-            "instances_failed",
-            "reasons",
-        ]
-    )
-    for row in sorted(matches):
-        studies = [by_study[s] for s in matches[row] if s is not None]
-        exported = sum(t.exported for t in studies)
-        held = sum(t.quarantined for t in studies)
-        failed = sum(t.failed for t in studies)
-        if not studies:
-            status = "matched nothing"
-        elif held + failed == 0:
-            status = "exported"
-        elif exported:
-            status = "partly exported"
-        else:
-            status = "failed"
-        reasons = sorted(
-            {r for t in studies for r in reasons_by_task.get(t.id or 0, ())}
+    counts = {
+        t.study_uid: StudyCounts(
+            t.exported, t.quarantined, t.failed, frozenset(reasons.get(t.id or 0, ()))
         )
-        writer.writerow(
-            [row, status, len(studies), exported, held, failed, "; ".join(reasons)]
-        )
-        summary.rows_status[status] += 1
-    summary.rows = len(matches)
-    write_atomic(out / "reconciliation.csv", buffer.getvalue().encode())
+        for t in tasks
+    }
+    matches: dict[int, list[StudyCounts]] = defaultdict(list)
+    for match in session.exec(select(RowMatch).where(RowMatch.job_id == job.id)).all():
+        studies = matches[match.row]  # a row that matched nothing stays empty
+        if match.study_uid is not None:
+            studies.append(counts[match.study_uid])
+    reports = reconcile(matches)
+    write_reconciliation(out / "reconciliation.csv", reports)
+    summary.rows = len(reports)
+    summary.rows_status.update(r.status for r in reports)
 
     summary.studies = len(tasks)
     summary.exported = sum(t.exported for t in tasks)
     summary.quarantined = sum(t.quarantined for t in tasks)
     summary.failed = sum(t.failed for t in tasks)
     summary.bytes_out = sum(t.bytes_out for t in tasks)
-    provenance = {
-        "export_id": summary.export_id,
-        "tool": {
-            "name": "exporter",
-            "version": __version__,
-            "pydicom": pydicom.__version__,
-            "python": platform.python_version(),
-        },
-        "recipe": {
-            "name": Path(recipe.path).name
-            if recipe.path != DEFAULT_RECIPE_NAME
-            else recipe.path,
-            "sha256": recipe.digest,
-            "annex_e_edition": EDITION,
-            "options": list(options) if options is not None else None,
-        },
-        "manifest_sha256": job.manifest_digest,
-        "catalog_schema_version": SCHEMA_VERSION,
-        "counts": {
-            "manifest_rows": summary.rows,
-            "rows_by_status": dict(sorted(summary.rows_status.items())),
-            "studies": summary.studies,
-            "instances_exported": summary.exported,
-            "instances_quarantined": summary.quarantined,
-            "instances_failed": summary.failed,
-            "bytes_exported": summary.bytes_out,
-        },
-    }
-    write_atomic(
+    recipe_name = recipe.path
+    if recipe.path != DEFAULT_RECIPE_NAME:
+        recipe_name = Path(recipe.path).name  # a full path may name a person
+    write_provenance(
         out / "provenance.json",
-        (json.dumps(provenance, indent=2, sort_keys=True) + "\n").encode(),
+        {
+            "export_id": summary.export_id,
+            "tool": {
+                "name": "exporter",
+                "version": __version__,
+                "pydicom": pydicom.__version__,
+            },
+            "recipe": {
+                "name": recipe_name,
+                "sha256": recipe.digest,
+                "annex_e_edition": EDITION,
+                "options": list(options) if options is not None else None,
+            },
+            "manifest_sha256": job.manifest_digest,
+            "catalog_schema_version": SCHEMA_VERSION,
+            "counts": {
+                "manifest_rows": summary.rows,
+                "rows_by_status": dict(sorted(summary.rows_status.items())),
+                "studies": summary.studies,
+                "instances_exported": summary.exported,
+                "instances_quarantined": summary.quarantined,
+                "instances_failed": summary.failed,
+                "bytes_exported": summary.bytes_out,
+            },
+        },
     )
-
-    # The honest broker's list of what did not leave, with source paths: workspace only.
-    lines = io.StringIO()
-    log = csv.writer(lines, lineterminator="\n")
-    log.writerow(["source_item", "status", "reason", "quarantine_path"])
-    for outcome in session.exec(
-        select(Outcome)
-        .where(Outcome.job_id == job.id)
-        .order_by(col(Outcome.task_id), col(Outcome.source_item))
-    ).all():
-        log.writerow(
-            [
-                outcome.source_item,
-                outcome.status,
-                outcome.reason,
-                outcome.quarantine_path or "",
-            ]
-        )
-    write_atomic(ws.job_dir(job.id) / "not-exported.csv", lines.getvalue().encode())
+    write_not_exported(
+        ws.job_dir(job.id) / "not-exported.csv",
+        (
+            (o.source_item, o.status, o.reason, o.quarantine_path or "")
+            for o in outcomes
+        ),
+    )
 
 
 def _reopen_incomplete(session: Session, job_id: str, job_dir: Path, out: Path) -> int:
@@ -387,6 +359,7 @@ def run_job(request: RunRequest, progress: Progress | None = None) -> JobSummary
     check_separation(root, out)
     manifest = read_manifest(request.manifest)
     recipe, options = _recipe(request)
+    check_source(request.source)
     ws = open_workspace(root, request.database_url)
     if ws.created:
         progress.note(
