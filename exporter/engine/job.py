@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -27,7 +27,12 @@ from exporter import __version__
 from exporter.catalog import SCHEMA_VERSION, TABLES, merge_parts
 from exporter.cohort import Manifest, read_manifest
 from exporter.engine.files import sweep_partial
-from exporter.engine.worker import StudyResult, StudyTask, export_study
+from exporter.engine.worker import (
+    StudyResult,
+    StudyTask,
+    export_shard,
+    write_study_parts,
+)
 from exporter.policy.annex_e import EDITION
 from exporter.policy.profile import DEFAULT_OPTIONS, build_recipe
 from exporter.policy.recipe import CompiledRecipe, compile_recipe, load_recipe
@@ -47,6 +52,9 @@ from exporter.workspace import Workspace, check_separation, open_workspace, reso
 logger = logging.getLogger(__name__)
 
 _LINKAGE_BATCH = 5000
+# Instances per unit of work: small enough that a large study spreads over
+# every worker, large enough that handing work out costs little.
+SHARD_SIZE = 64
 DEFAULT_RECIPE_NAME = "exporter:basic-profile (recipes/basic-profile.dicom)"
 
 
@@ -191,25 +199,53 @@ def _record(engine: Engine, job_id: str, result: StudyResult) -> None:
         session.commit()
 
 
+def _shards(task: StudyTask) -> list[StudyTask]:
+    """Split a study into shards of at most ``SHARD_SIZE`` instances.
+
+    The split depends on the study alone, never on the number of workers, so
+    the export is the same whatever ``--workers`` says.
+    """
+    chunks = [
+        task.items[i : i + SHARD_SIZE] for i in range(0, len(task.items), SHARD_SIZE)
+    ] or [()]
+    return [replace(task, items=chunk, shard=n) for n, chunk in enumerate(chunks)]
+
+
 def _execute(
     tasks: list[StudyTask], workers: int, on_result: Callable[[StudyResult], None]
 ) -> None:
+    """Run every study, shard by shard, and report each study once it is whole."""
+    by_id = {task.task_id: task for task in tasks}
+    shards = [shard for task in tasks for shard in _shards(task)]
+    expected = Counter(shard.task_id for shard in shards)
+    gathered: dict[int, list[StudyResult]] = defaultdict(list)
+
+    def collect(result: StudyResult) -> None:
+        gathered[result.task_id].append(result)
+        if len(gathered[result.task_id]) < expected[result.task_id]:
+            return
+        parts = sorted(gathered.pop(result.task_id), key=lambda r: r.shard)
+        whole = parts[0]
+        for part in parts[1:]:
+            whole.merge(part)
+        write_study_parts(by_id[whole.task_id], whole)
+        on_result(whole)
+
     if workers <= 1:
-        for task in tasks:
-            on_result(export_study(task))
+        for shard in shards:
+            collect(export_shard(shard))
         return
     pending: set[Future[StudyResult]] = set()
-    queue: Iterator[StudyTask] = iter(tasks)
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        # Keep a bounded number of studies in flight: memory stays flat.
-        for task in queue:
-            pending.add(pool.submit(export_study, task))
+        # Keep a bounded number of shards in flight: memory stays flat.
+        for shard in shards:
+            pending.add(pool.submit(export_shard, shard))
             if len(pending) >= 2 * workers:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
-                    on_result(future.result())
+                    collect(future.result())
         for future in pending:
-            on_result(future.result())
+            collect(future.result())
 
 
 def _finalize(

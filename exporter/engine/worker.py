@@ -59,17 +59,28 @@ class StudyTask:
     recipe_text: str
     recipe_path: str
     options: tuple[str, ...] | None  # Annex E options, None for a custom recipe
+    shard: int = 0  # a large study runs as several shards, on several workers
 
 
 @dataclass
 class StudyResult:
-    """What happened to one study; the parent records it."""
+    """What happened to one study, or one shard of it; the parent records it."""
 
     task_id: int
+    shard: int = 0
     exported: int = 0
     bytes_out: int = 0
     outcomes: list[tuple[str, str, str, str | None]] = field(default_factory=list)
     linkage: dict[tuple[str, str], str] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def merge(self, other: StudyResult) -> None:
+        """Add another shard's result of the same study."""
+        self.exported += other.exported
+        self.bytes_out += other.bytes_out
+        self.outcomes += other.outcomes
+        self.linkage.update(other.linkage)
+        self.rows += other.rows
 
     @property
     def quarantined(self) -> int:
@@ -235,29 +246,42 @@ def _one(
     result.bytes_out += size
 
 
-def export_study(task: StudyTask) -> StudyResult:
-    """Export every instance of one study; never raises for one bad instance."""
+def export_shard(task: StudyTask) -> StudyResult:
+    """Export the instances of one shard; never raises for one bad instance.
+
+    The catalog rows come back in the result; ``write_study_parts`` turns a
+    whole study's rows into its catalog parts.
+    """
     recipe = _recipe(task)
     pseudonyms = Pseudonymizer(task.secret)
     ctx = _context(task, pseudonyms)
-    result = StudyResult(task_id=task.task_id)
-    rows: list[dict[str, Any]] = []
+    result = StudyResult(task_id=task.task_id, shard=task.shard)
     # pydicom warns about malformed values by quoting them: never let those
     # reach a terminal or a log at default level.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for item in task.items:
-            _one(task, item, ctx, recipe, result, rows)
+            _one(task, item, ctx, recipe, result, result.rows)
+    result.linkage = pseudonyms.linkage
+    return result
 
-    # Catalog parts land after the files they describe, each atomically.
+
+def write_study_parts(task: StudyTask, result: StudyResult) -> None:
+    """Write a finished study's catalog parts, each atomically, after its files."""
+    pseudonyms = Pseudonymizer(task.secret)
+    patient = _context(task, pseudonyms).patient_pseudonym
     study_uid = pseudonyms.uid(task.study_uid)
     held = result.quarantined + result.failed
-    tables = study_tables(rows, ctx.patient_pseudonym, study_uid, held)
-    for name, table in tables.items():
+    for name, table in study_tables(result.rows, patient, study_uid, held).items():
         part = Path(task.job_dir) / "parts" / name / f"{task.ordinal:08d}.parquet"
         part.parent.mkdir(parents=True, exist_ok=True)
         tmp = part.with_name(f".tmp-{os.getpid()}-{part.name}")
         pq.write_table(table, tmp, compression="zstd")
         os.replace(tmp, part)
-    result.linkage = pseudonyms.linkage
+
+
+def export_study(task: StudyTask) -> StudyResult:
+    """Export a whole study in this process: all its instances, then its parts."""
+    result = export_shard(task)
+    write_study_parts(task, result)
     return result
