@@ -144,6 +144,9 @@ def _encode(ds: Dataset, source: SourceFile) -> list[bytes | memoryview]:
             syntax = ExplicitVRLittleEndian
         else:
             syntax = ExplicitVRBigEndian
+    # File meta elements misplaced in the dataset go: the meta is rebuilt.
+    for tag in [tag for tag in ds.keys() if tag.group == 0x0002]:  # noqa: SIM118
+        del ds[tag]
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID

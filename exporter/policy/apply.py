@@ -201,9 +201,11 @@ def maybe_sequence(raw: Any) -> bool:
     vr = raw.VR
     if vr == "SQ":
         return True
-    if vr in (None, "UN") and getattr(raw, "length", 0) == 0xFFFFFFFF:
-        return True
-    if vr is None:
+    if vr in (None, "UN"):
+        # Implicit VR, or a converter's UN: a known sequence is parsed (pydicom
+        # restores its VR) so that its items are cleaned like any other.
+        if getattr(raw, "length", 0) == 0xFFFFFFFF:
+            return True
         try:
             return bool(dictionary_VR(raw.tag) == "SQ")
         except KeyError:

@@ -126,15 +126,26 @@ def _additions(options: frozenset[str]) -> list[str]:
     ]
     lines += [f"REMOVE {keyword}" for keyword in _FILE_META_REMOVE]
     listed = {row.tag_int for row in table_e1_1() if not row.is_pattern}
+    names, dates = [], []
     keep, remap = [], []
     for tag, entry in sorted(DicomDictionary.items()):
         vr, keyword = entry[0], entry[4]
-        if vr != "UI" or tag in listed or tag >> 16 == 0x0000:
+        if tag in listed or tag >> 16 == 0x0000:
+            continue
+        if vr == "PN":
+            names.append(keyword)
+        elif vr in ("DA", "DT") and "retain_long_full_dates" not in options:
+            dates.append(keyword)
+        if vr != "UI":
             continue
         if any(m in keyword for m in _CLASS_UID_MARKERS) or keyword in _REGISTRY_UIDS:
             keep.append(keyword)
         elif keyword not in _FILE_META_REMOVE:
             remap.append(keyword)
+    lines.append("# Person names the table does not list (newer attributes): dummies.")
+    lines += [f"REPLACE {keyword} func:dummy" for keyword in names]
+    lines.append("# Dates the table does not list: shifted like the listed ones.")
+    lines += [f"JITTER {keyword} func:date_shift" for keyword in dates]
     lines.append("# UIDs of classes, syntaxes and registries are not identifying.")
     lines += [f"KEEP {keyword}" for keyword in keep]
     if "retain_uids" not in options:
