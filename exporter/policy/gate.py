@@ -119,8 +119,8 @@ def pixel_data_problem(
         if "PixelData" not in ds:
             return None
         data = ds.PixelData
-        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        encapsulated = syntax is not None and syntax.is_encapsulated
+        meta_syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        encapsulated = meta_syntax is not None and meta_syntax.is_encapsulated
         if encapsulated:
             try:
                 if not sum(1 for _ in generate_fragments(data)):
@@ -128,7 +128,10 @@ def pixel_data_problem(
             except (ValueError, EOFError, KeyError) as exc:
                 return f"encapsulated pixel data is malformed ({type(exc).__name__})"
         length = len(data)
-    if encapsulated:
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if encapsulated or (syntax is not None and syntax.is_compressed):
+        # Compressed data has no expected size (some writers even give it a
+        # defined length); its fragments were checked where it was read.
         return None
     try:
         rows, columns = int(ds.Rows), int(ds.Columns)
