@@ -46,11 +46,31 @@ _CAPTURE_MODALITIES = {
 }
 
 
+def _embedded_overlay(ds: Dataset) -> str | None:
+    """The group of an overlay kept in unused bits of Pixel Data (retired usage).
+
+    Removing Overlay Data does not remove such an overlay: its bits travel
+    with the pixels, and viewers still draw them.
+    """
+    for group in range(0x6000, 0x6020, 2):
+        if (group << 16) | 0x0010 not in ds:  # OverlayRows
+            continue
+        bits = ds.get((group << 16) | 0x0100)  # OverlayBitsAllocated
+        position = ds.get((group << 16) | 0x0102)  # OverlayBitPosition
+        inline = (group << 16) | 0x3000 not in ds  # no separate OverlayData
+        if inline or (bits and bits.value != 1) or (position and position.value):
+            return f"{group:04X}"
+    return None
+
+
 def burned_in_risk(ds: Dataset) -> str | None:
     """Why ``ds`` may carry burned-in text, or None when it is not expected to."""
     flag = str(ds.get("BurnedInAnnotation", "") or "").strip().upper()
     if flag == "YES":
         return "BurnedInAnnotation is YES"
+    embedded = _embedded_overlay(ds)
+    if embedded is not None:
+        return f"overlay {embedded} is stored in the pixel data bits"
     if "EncapsulatedDocument" in ds:
         return "encapsulated document"
     if flag == "NO":

@@ -28,6 +28,30 @@ DEFAULT_OPTIONS = frozenset(
 _CLASS_UID_MARKERS = ("SOPClass", "TransferSyntax", "ImplementationClass")
 _REGISTRY_UIDS = {"CodingSchemeUID", "ContextUID", "MappingResourceUID"}
 
+# Attributes Table E.1-1 does not list that can still identify, removed as
+# defence in depth: locators that name a host and often embed original UIDs,
+# free text about the patient or procedure, and issuers of identifiers.
+_EXTRA_REMOVE = (
+    "RetrieveURL",
+    "RetrieveURI",
+    "StorageURL",
+    "PixelDataProviderURL",
+    "FileAccessURI",
+    "FolderAccessURI",
+    "StoredInstanceBaseURI",
+    "ContactURI",
+    "FilenameInContainer",
+    "UniformResourceLocatorTrial",
+    "TextValue",
+    "CommentsOnTheScheduledProcedureStep",
+    "CommentsOnPatientPerformanceOfVisualField",
+    "InstructionPerformanceComment",
+    "ReportStatusCommentTrial",
+    "IdentificationDescriptionTrial",
+    "LocalNamespaceEntityID",
+    "UniversalEntityID",
+)
+
 # File meta elements (PS3.10 7.1) that name the sending system or carry
 # private data; the writer rebuilds file meta anyway.
 _FILE_META_REMOVE = (
@@ -122,6 +146,8 @@ def _additions(options: frozenset[str]) -> list[str]:
         "REMOVE ALL func:is_overlay_text",
         "# Public elements no dictionary knows: their content is unknown.",
         "REMOVE ALL func:is_unknown_public",
+        "# Locators, free text and issuers the table does not list.",
+        *[f"REMOVE {keyword}" for keyword in _EXTRA_REMOVE],
         "# File meta that names the sending system.",
     ]
     lines += [f"REMOVE {keyword}" for keyword in _FILE_META_REMOVE]

@@ -6,6 +6,7 @@ import struct
 from pathlib import Path
 
 import pydicom
+import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
@@ -16,6 +17,7 @@ from exporter.engine.rawfile import read_source
 from exporter.engine.worker import _encode, _stamp
 from exporter.policy.apply import apply_recipe
 from exporter.policy.functions import InstanceContext
+from exporter.policy.gate import burned_in_risk
 from exporter.policy.profile import DEFAULT_OPTIONS, build_recipe
 from exporter.policy.pseudonyms import Pseudonymizer
 from exporter.policy.recipe import compile_recipe
@@ -104,3 +106,49 @@ def test_file_meta_misplaced_in_the_dataset_is_dropped(tmp_path: Path) -> None:
     cleaned = _clean(path)
 
     assert b"RADIOLOGY_PACS1" not in cleaned
+
+
+def test_locators_and_free_text_outside_the_table_are_removed(tmp_path: Path) -> None:
+    """A retrieve URL naming the host and the original study UID does not leave."""
+    ds = _base()
+    ds.RetrieveURL = f"https://pacs.stmungo-hospital.org/wado/studies/{REFERENCED}"
+    ds.add_new(0x0040A160, "UT", "Patient QUIMBYWELL seen by Dr Brackenwell")
+    path = tmp_path / "url.dcm"
+    ds.save_as(path, enforce_file_format=True)
+
+    cleaned = _clean(path)
+
+    assert b"stmungo" not in cleaned
+    assert REFERENCED.encode() not in cleaned
+    assert b"QUIMBYWELL" not in cleaned
+
+
+@pytest.mark.parametrize(
+    ("elements", "expected"),
+    [
+        ({0x60000100: ("US", 16), 0x60000102: ("US", 12)}, "overlay 6000"),
+        ({0x60000100: ("US", 1), 0x60000102: ("US", 0)}, "overlay 6000"),
+        (
+            {
+                0x60000100: ("US", 1),
+                0x60000102: ("US", 0),
+                0x60003000: ("OW", b"\x00\x00"),
+            },
+            None,
+        ),
+    ],
+)
+def test_an_overlay_in_the_pixel_bits_is_held_back(
+    elements: dict[int, tuple[str, object]], expected: str | None
+) -> None:
+    """An overlay kept in unused pixel bits survives removal: it is quarantined."""
+    ds = _base()
+    ds.BurnedInAnnotation = "NO"
+    ds.add_new(0x60000010, "US", 8)
+    ds.add_new(0x60000011, "US", 8)
+    for tag, (vr, value) in elements.items():
+        ds.add_new(tag, vr, value)
+
+    risk = burned_in_risk(ds)
+
+    assert (risk is None) if expected is None else (expected in str(risk))
