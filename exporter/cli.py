@@ -131,21 +131,25 @@ def run(
     workspace: Annotated[
         Path | None,
         typer.Option(
-            help="Private state folder "
-            "[default: $EXPORTER_WORKSPACE or ./exporter-workspace]."
+            help="Private state folder (secret, state, linkage, quarantine).",
+            show_default="$EXPORTER_WORKSPACE or ./exporter-workspace",
         ),
     ] = None,
     recipe: Annotated[
         Path | None,
-        typer.Option(help="deid recipe [default: the built-in Basic Profile]."),
+        typer.Option(
+            help="deid recipe to apply.", show_default="recipes/basic-profile.dicom"
+        ),
     ] = None,
     workers: Annotated[
         int | None,
-        typer.Option(min=1, help="Worker processes [default: number of cores]."),
+        typer.Option(min=1, help="Worker processes.", show_default="number of cores"),
     ] = None,
     database_url: Annotated[
         str | None,
-        typer.Option(help="State database URL [default: SQLite in the workspace]."),
+        typer.Option(
+            help="State database URL.", show_default="SQLite in the workspace"
+        ),
     ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Only errors and the summary.")
@@ -186,7 +190,7 @@ def demo(
     ),
     workers: Annotated[
         int | None,
-        typer.Option(min=1, help="Worker processes [default: number of cores]."),
+        typer.Option(min=1, help="Worker processes.", show_default="number of cores"),
     ] = None,
 ) -> None:
     """Make a synthetic source with planted PHI, a manifest, and export it."""
