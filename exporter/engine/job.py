@@ -13,6 +13,7 @@ import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from exporter.engine.worker import (
     export_shard,
     write_study_parts,
 )
+from exporter.errors import ExporterError
 from exporter.policy.annex_e import EDITION
 from exporter.policy.profile import DEFAULT_OPTIONS, build_recipe
 from exporter.policy.recipe import CompiledRecipe, compile_recipe, load_recipe
@@ -233,19 +235,59 @@ def _execute(
 
     if workers <= 1:
         for shard in shards:
-            collect(export_shard(shard))
+            collect(_guarded(shard, export_shard))
         return
-    pending: set[Future[StudyResult]] = set()
+    pending: dict[Future[StudyResult], StudyTask] = {}
+
+    def drain() -> None:
+        done, _ = wait(pending, return_when=FIRST_COMPLETED)
+        for future in done:
+            shard = pending.pop(future)
+            collect(_guarded(shard, _Finished(future)))
+
     with ProcessPoolExecutor(max_workers=workers) as pool:
         # Keep a bounded number of shards in flight: memory stays flat.
         for shard in shards:
-            pending.add(pool.submit(export_shard, shard))
+            pending[pool.submit(export_shard, shard)] = shard
             if len(pending) >= 2 * workers:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    collect(future.result())
-        for future in pending:
-            collect(future.result())
+                drain()
+        while pending:
+            drain()
+
+
+@dataclass(frozen=True)
+class _Finished:
+    """The result of a shard a worker ran, fetched like running it here."""
+
+    future: Future[StudyResult]
+
+    def __call__(self, shard: StudyTask) -> StudyResult:
+        return self.future.result()
+
+
+def _guarded(shard: StudyTask, run: Callable[[StudyTask], StudyResult]) -> StudyResult:
+    """Run one shard; an unexpected error fails its instances, not the job.
+
+    A worker process that dies (killed, out of memory) breaks the pool: that
+    stops the job with an error, and running the same command resumes it.
+    """
+    try:
+        return run(shard)
+    except BrokenProcessPool as exc:
+        raise ExporterError(
+            "a worker process died (killed or out of memory?); run the same "
+            "command again to resume, perhaps with fewer --workers"
+        ) from exc
+    except Exception as exc:
+        logger.debug(
+            "shard %s of task %s failed", shard.shard, shard.task_id, exc_info=True
+        )
+        reason = f"internal error: {type(exc).__name__}"
+        return StudyResult(
+            task_id=shard.task_id,
+            shard=shard.shard,
+            outcomes=[(item, "failed", reason, None) for item in shard.items],
+        )
 
 
 def _finalize(

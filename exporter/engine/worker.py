@@ -204,6 +204,14 @@ def _one(
         _stamp(ds, recipe, task.options)
         problems = release_problems(ds)
         data = _encode(ds, source)
+        sop = safe_component(str(ds.SOPInstanceUID))
+        relative = Path(
+            "dicom",
+            safe_component(ctx.patient_pseudonym),
+            safe_component(str(ds.StudyInstanceUID)),
+            safe_component(str(ds.get("SeriesInstanceUID", "") or "no-series")),
+            f"{sop}.dcm",
+        )
     except DamagedFile as exc:
         result.outcomes.append((item, "failed", f"damaged source: {exc}", None))
         return
@@ -216,7 +224,6 @@ def _one(
         logger.debug("failed %s", item, exc_info=True)
         return
 
-    sop = safe_component(str(ds.SOPInstanceUID))
     if risk or problems:
         reason = "; ".join(
             [*([f"may carry burned-in text ({risk})"] if risk else []), *problems]
@@ -228,13 +235,6 @@ def _one(
         result.outcomes.append((item, "quarantined", reason, str(target)))
         return
 
-    relative = Path(
-        "dicom",
-        safe_component(ctx.patient_pseudonym),
-        safe_component(str(ds.StudyInstanceUID)),
-        safe_component(str(ds.SeriesInstanceUID)),
-        f"{sop}.dcm",
-    )
     write_atomic(Path(task.out_dir) / relative, data)
     digest = hashlib.sha256()
     for chunk in data:
