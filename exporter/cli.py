@@ -51,7 +51,7 @@ class _BarProgress(EngineProgress):
         if not self.quiet:
             err.print(message, markup=False)
 
-    def start(self, studies: int, instances: int) -> None:
+    def start(self, studies: int) -> None:
         if self.quiet or not err.is_terminal:
             return
         self.bar = Progress(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
@@ -79,8 +79,8 @@ class Progress:
     def note(self, message: str) -> None:
         """A one-line message for the user (never identifying)."""
 
-    def start(self, studies: int, instances: int) -> None:
-        """Execution starts with this much work left."""
+    def start(self, studies: int) -> None:
+        """Execution starts with this many studies left."""
 
     def advance(self, instances: int, nbytes: int) -> None:
         """A study finished."""
@@ -214,13 +214,24 @@ def _shards(task: StudyTask) -> list[StudyTask]:
 
 
 def _execute(
-    tasks: list[StudyTask], workers: int, on_result: Callable[[StudyResult], None]
+    tasks: Iterable[StudyTask], workers: int, on_result: Callable[[StudyResult], None]
 ) -> None:
-    """Run every study, shard by shard, and report each study once it is whole."""
-    by_id = {task.task_id: task for task in tasks}
-    shards = [shard for task in tasks for shard in _shards(task)]
-    expected = Counter(shard.task_id for shard in shards)
+    """Run every study, shard by shard, and report each study once it is whole.
+
+    Studies are read from ``tasks`` only as workers need them, and forgotten
+    once recorded: memory holds the studies in flight, not the cohort.
+    """
+    by_id: dict[int, StudyTask] = {}
+    expected: dict[int, int] = {}
     gathered: dict[int, list[StudyResult]] = defaultdict(list)
+
+    def generate() -> Iterator[StudyTask]:
+        for task in tasks:
+            pieces = _shards(task)
+            by_id[task.task_id], expected[task.task_id] = task, len(pieces)
+            yield from pieces
+
+    shards = generate()
 
     def collect(result: StudyResult) -> None:
         gathered[result.task_id].append(result)
@@ -230,7 +241,8 @@ def _execute(
         whole = parts[0]
         for part in parts[1:]:
             whole.merge(part)
-        write_study_parts(by_id[whole.task_id], whole)
+        del expected[whole.task_id]
+        write_study_parts(by_id.pop(whole.task_id), whole)
         on_result(whole)
 
     if workers <= 1:
@@ -482,7 +494,7 @@ def run_job(request: RunRequest, progress: Progress | None = None) -> JobSummary
         sweep_partial(out)
         job_dir = ws.job_dir(job_id)
         sweep_partial(job_dir)
-        studies = [
+        studies = (
             StudyTask(
                 task_id=t.id or 0,
                 ordinal=t.ordinal,
@@ -498,8 +510,8 @@ def run_job(request: RunRequest, progress: Progress | None = None) -> JobSummary
                 options=options,
             )
             for t in pending
-        ]
-        progress.start(len(studies), sum(len(s.items) for s in studies))
+        )
+        progress.start(len(pending))
 
         def on_result(result: StudyResult) -> None:
             _record(engine, job_id, result)
