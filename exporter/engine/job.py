@@ -31,6 +31,7 @@ from exporter.engine.files import sweep_partial
 from exporter.engine.worker import (
     StudyResult,
     StudyTask,
+    clear_previous_output,
     export_shard,
     write_study_parts,
 )
@@ -135,11 +136,19 @@ def _job_id(export_id: str, out: Path) -> str:
     return hashlib.sha256(f"{export_id}\n{out}".encode()).hexdigest()[:16]
 
 
-def _plan(session: Session, job: Job, manifest: Manifest, source: Source) -> None:
-    """One task per distinct study, in manifest order; every row recorded."""
-    session.exec(delete(Task).where(col(Task.job_id) == job.id))
+def _plan(session: Session, job: Job, manifest: Manifest, source: Source) -> int:
+    """Match every manifest row again and bring the tasks up to date.
+
+    One task per distinct study, in manifest order. Runs on every start, so a
+    study that reached the source since the last run is added (never skipped
+    in silence), and a finished study whose instance count changed is redone.
+    Returns how many studies were added or reopened.
+    """
+    tasks = {
+        t.study_uid: t for t in session.exec(select(Task).where(Task.job_id == job.id))
+    }
     session.exec(delete(RowMatch).where(col(RowMatch.job_id) == job.id))
-    seen: dict[str, int] = {}
+    changed = 0
     for selection in manifest.selections:
         refs = source.find(selection)
         if not refs:
@@ -148,21 +157,26 @@ def _plan(session: Session, job: Job, manifest: Manifest, source: Source) -> Non
             session.add(
                 RowMatch(job_id=job.id, row=selection.row, study_uid=ref.study_uid)
             )
-            if ref.study_uid in seen:
-                continue
-            seen[ref.study_uid] = len(seen)
-            session.add(
-                Task(
+            task = tasks.get(ref.study_uid)
+            if task is None:
+                task = tasks[ref.study_uid] = Task(
                     job_id=job.id,
-                    ordinal=len(seen),
+                    ordinal=len(tasks) + 1,
                     study_uid=ref.study_uid,
                     patient_id=ref.patient_id,
                     subject_id=manifest.subject_ids.get(ref.patient_id),
+                    instances=ref.instances,
                 )
-            )
+                session.add(task)
+                changed += 1
+            elif task.instances != ref.instances:
+                task.instances, task.state = ref.instances, "pending"
+                session.add(task)
+                changed += 1
     job.state = "running"
     session.add(job)
     session.commit()
+    return changed
 
 
 def _record(engine: Engine, job_id: str, result: StudyResult) -> None:
@@ -227,6 +241,7 @@ def _execute(
 
     def generate() -> Iterator[StudyTask]:
         for task in tasks:
+            clear_previous_output(task)
             pieces = _shards(task)
             by_id[task.task_id], expected[task.task_id] = task, len(pieces)
             yield from pieces
@@ -478,8 +493,7 @@ def run_job(request: RunRequest, progress: Progress | None = None) -> JobSummary
             )
             session.add(job)
             session.commit()
-        if job.state == "planning":
-            _plan(session, job, manifest, source)
+        _plan(session, job, manifest, source)
         missing = _reopen_incomplete(session, job_id, ws.job_dir(job_id), out)
         if missing:
             progress.note(

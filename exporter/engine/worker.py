@@ -10,6 +10,7 @@ import hashlib
 import io
 import logging
 import os
+import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -281,6 +282,24 @@ def write_study_parts(task: StudyTask, result: StudyResult) -> None:
         tmp = part.with_name(f".tmp-{os.getpid()}-{part.name}")
         pq.write_table(table, tmp, compression="zstd")
         os.replace(tmp, part)
+
+
+def clear_previous_output(task: StudyTask) -> None:
+    """Remove what an earlier run of this study left: files, parts, quarantine.
+
+    A study is always redone whole; without this, an instance that has since
+    left the source would stay in the export with no catalog row.
+    """
+    job_dir = Path(task.job_dir)
+    previous = job_dir / "parts" / "instances" / f"{task.ordinal:08d}.parquet"
+    if previous.exists():
+        for row in pq.read_table(previous, columns=["file_path"]).to_pylist():
+            (Path(task.out_dir) / row["file_path"]).unlink(missing_ok=True)
+    for name in ("instances", "series", "studies"):
+        (job_dir / "parts" / name / f"{task.ordinal:08d}.parquet").unlink(
+            missing_ok=True
+        )
+    shutil.rmtree(job_dir / "quarantine" / f"{task.ordinal:08d}", ignore_errors=True)
 
 
 def export_study(task: StudyTask) -> StudyResult:

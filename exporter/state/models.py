@@ -58,6 +58,7 @@ class Task(SQLModel, table=True):
     study_uid: str
     patient_id: str
     subject_id: str | None = None
+    instances: int = 0  # in the source when planned; a change redoes the study
     state: str = "pending"  # pending -> done
     exported: int = 0
     quarantined: int = 0
