@@ -16,6 +16,8 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
@@ -129,29 +131,25 @@ STUDIES = pa.schema(
 TABLES = {"instances": INSTANCES, "series": SERIES, "studies": STUDIES}
 
 
-def _text(ds: Dataset, keyword: str) -> str | None:
-    value = ds.get(keyword)
+def _text(value: Any) -> str | None:
     return None if value in (None, "") else str(value)
 
 
-def _int(ds: Dataset, keyword: str) -> int | None:
+def _int(value: Any) -> int | None:
     try:
-        value = ds.get(keyword)
         return None if value in (None, "") else int(value)
     except (TypeError, ValueError):
         return None
 
 
-def _float(ds: Dataset, keyword: str) -> float | None:
+def _float(value: Any) -> float | None:
     try:
-        value = ds.get(keyword)
         return None if value in (None, "") else float(value)
     except (TypeError, ValueError):
         return None
 
 
-def _floats(ds: Dataset, keyword: str) -> list[float] | None:
-    value = ds.get(keyword)
+def _floats(value: Any) -> list[float] | None:
     if value in (None, ""):
         return None
     try:
@@ -161,69 +159,105 @@ def _floats(ds: Dataset, keyword: str) -> list[float] | None:
         return None
 
 
-def _first(ds: Dataset, keyword: str) -> float | None:
-    values = _floats(ds, keyword)
+def _first(value: Any) -> float | None:
+    values = _floats(value)
     return values[0] if values else None
 
 
-def _texts(ds: Dataset, keyword: str) -> list[str] | None:
-    value = ds.get(keyword)
+def _texts(value: Any) -> list[str] | None:
     if value in (None, ""):
         return None
     items = list(value) if isinstance(value, (list, tuple, MultiValue)) else [value]
     return [str(v) for v in items]
 
 
-def _date(ds: Dataset, keyword: str) -> date | None:
-    value = str(ds.get(keyword) or "")
+def _date(value: Any) -> date | None:
+    text = str(value or "")
     try:
-        return date(int(value[:4]), int(value[4:6]), int(value[6:8]))
+        return date(int(text[:4]), int(text[4:6]), int(text[6:8]))
     except ValueError:
         return None
 
 
+class _Values:
+    """Element values of one dataset, parsed once per distinct raw value.
+
+    The instances of a series repeat most of their header; ``memo``, shared by
+    them, keeps each parsed value by tag and encoded bytes.
+    """
+
+    def __init__(self, ds: Dataset, memo: dict[tuple[Any, ...], Any] | None) -> None:
+        self.ds = ds
+        self.memo = memo
+
+    def __call__(self, keyword: str) -> Any:
+        tag = tag_for_keyword(keyword)
+        if tag is None or tag not in self.ds:
+            return None
+        raw = self.ds.get_item(tag)
+        if self.memo is None or not isinstance(raw, RawDataElement) or not raw.value:
+            return self.ds[tag].value
+        charset = getattr(self.ds.get_item(0x00080005), "value", None)
+        key = (tag, raw.value, charset)
+        if key not in self.memo:
+            self.memo[key] = self.ds[tag].value
+        return self.memo[key]
+
+
 def instance_row(
-    ds: Dataset, patient: str, file_path: str, size: int, sha256: str
+    ds: Dataset,
+    patient: str,
+    file_path: str,
+    size: int,
+    sha256: str,
+    memo: dict[tuple[Any, ...], Any] | None = None,
 ) -> dict[str, Any]:
-    """The catalog row of one exported (already de-identified) instance."""
+    """The catalog row of one exported (already de-identified) instance.
+
+    Parameters
+    ----------
+    memo
+        Parsed values shared by the instances of a study, or None.
+    """
+    get = _Values(ds, memo)
     meta = getattr(ds, "file_meta", None)
     return {
         "patient_pseudonym": patient,
-        "study_uid": _text(ds, "StudyInstanceUID"),
-        "series_uid": _text(ds, "SeriesInstanceUID"),
-        "sop_uid": _text(ds, "SOPInstanceUID"),
+        "study_uid": _text(get("StudyInstanceUID")),
+        "series_uid": _text(get("SeriesInstanceUID")),
+        "sop_uid": _text(get("SOPInstanceUID")),
         "file_path": file_path,
-        "modality": _text(ds, "Modality"),
-        "sop_class_uid": _text(ds, "SOPClassUID"),
+        "modality": _text(get("Modality")),
+        "sop_class_uid": _text(get("SOPClassUID")),
         "transfer_syntax_uid": str(meta.TransferSyntaxUID) if meta else None,
-        "series_number": _int(ds, "SeriesNumber"),
-        "instance_number": _int(ds, "InstanceNumber"),
-        "rows": _int(ds, "Rows"),
-        "columns": _int(ds, "Columns"),
-        "frames": _int(ds, "NumberOfFrames") or 1,
-        "bits_allocated": _int(ds, "BitsAllocated"),
-        "bits_stored": _int(ds, "BitsStored"),
-        "pixel_representation": _int(ds, "PixelRepresentation"),
-        "rescale_slope": _float(ds, "RescaleSlope"),
-        "rescale_intercept": _float(ds, "RescaleIntercept"),
-        "window_center": _first(ds, "WindowCenter"),
-        "window_width": _first(ds, "WindowWidth"),
-        "image_type": _texts(ds, "ImageType"),
-        "body_part": _text(ds, "BodyPartExamined"),
-        "frame_of_reference_uid": _text(ds, "FrameOfReferenceUID"),
-        "photometric_interpretation": _text(ds, "PhotometricInterpretation"),
-        "pixel_spacing": _floats(ds, "PixelSpacing"),
-        "slice_thickness": _float(ds, "SliceThickness"),
-        "spacing_between_slices": _float(ds, "SpacingBetweenSlices"),
-        "image_position": _floats(ds, "ImagePositionPatient"),
-        "image_orientation": _floats(ds, "ImageOrientationPatient"),
-        "study_date": _date(ds, "StudyDate"),
-        "series_date": _date(ds, "SeriesDate"),
-        "content_date": _date(ds, "ContentDate"),
-        "patient_age": _text(ds, "PatientAge"),
-        "patient_sex": _text(ds, "PatientSex"),
-        "manufacturer": _text(ds, "Manufacturer"),
-        "model": _text(ds, "ManufacturerModelName"),
+        "series_number": _int(get("SeriesNumber")),
+        "instance_number": _int(get("InstanceNumber")),
+        "rows": _int(get("Rows")),
+        "columns": _int(get("Columns")),
+        "frames": _int(get("NumberOfFrames")) or 1,
+        "bits_allocated": _int(get("BitsAllocated")),
+        "bits_stored": _int(get("BitsStored")),
+        "pixel_representation": _int(get("PixelRepresentation")),
+        "rescale_slope": _float(get("RescaleSlope")),
+        "rescale_intercept": _float(get("RescaleIntercept")),
+        "window_center": _first(get("WindowCenter")),
+        "window_width": _first(get("WindowWidth")),
+        "image_type": _texts(get("ImageType")),
+        "body_part": _text(get("BodyPartExamined")),
+        "frame_of_reference_uid": _text(get("FrameOfReferenceUID")),
+        "photometric_interpretation": _text(get("PhotometricInterpretation")),
+        "pixel_spacing": _floats(get("PixelSpacing")),
+        "slice_thickness": _float(get("SliceThickness")),
+        "spacing_between_slices": _float(get("SpacingBetweenSlices")),
+        "image_position": _floats(get("ImagePositionPatient")),
+        "image_orientation": _floats(get("ImageOrientationPatient")),
+        "study_date": _date(get("StudyDate")),
+        "series_date": _date(get("SeriesDate")),
+        "content_date": _date(get("ContentDate")),
+        "patient_age": _text(get("PatientAge")),
+        "patient_sex": _text(get("PatientSex")),
+        "manufacturer": _text(get("Manufacturer")),
+        "model": _text(get("ManufacturerModelName")),
         "file_size": size,
         "sha256": sha256,
     }

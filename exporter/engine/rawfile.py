@@ -24,22 +24,12 @@ from pydicom.filewriter import (
     write_dataset,
 )
 
+from exporter.policy.apply import LONG_VRS
+
 _PIXEL_TAG_LE = b"\xe0\x7f\x10\x00"
 _ITEM = 0xE000FFFE  # (FFFE,E000) read as little-endian uint32 of group, element
 _SEQ_END = 0xE0DDFFFE
-_LONG_VRS = {
-    b"OB",
-    b"OW",
-    b"OF",
-    b"OD",
-    b"OL",
-    b"OV",
-    b"UN",
-    b"SQ",
-    b"UC",
-    b"UR",
-    b"UT",
-}
+_LONG_VRS = {vr.encode() for vr in LONG_VRS}
 
 
 class DamagedFile(ValueError):
@@ -154,6 +144,10 @@ def encode_body(ds: Dataset, source: bytes | None) -> bytes:
         if tag.element == 0 and tag.group > 6:
             continue  # retired group lengths are not written (PS3.5 7.2)
         elem = ds.get_item(tag)
+        if isinstance(elem, RawDataElement) and elem.value_tell == -1:
+            # Cleaned once for the series and kept as bytes (policy.apply).
+            fp.write(_element_header(elem, bool(implicit)) + elem.value)
+            continue
         if isinstance(elem, RawDataElement) and elem.length != 0xFFFFFFFF:
             header = 8 if implicit or elem.VR.encode() not in _LONG_VRS else 12
             start = elem.value_tell - header
@@ -166,6 +160,50 @@ def encode_body(ds: Dataset, source: bytes | None) -> bytes:
             correct_ambiguous_vr_element(element, ds, True)
         write_data_element(fp, element, encodings)
     return fp.getvalue()
+
+
+def _element_header(elem: RawDataElement, implicit: bool) -> bytes:
+    """Tag, VR and length of an element, little endian (PS3.5 7.1)."""
+    tag = struct.pack("<HH", elem.tag.group, elem.tag.element)
+    if implicit:
+        return tag + struct.pack("<I", elem.length)
+    vr = (elem.VR or "UN").encode()
+    if vr in _LONG_VRS:
+        return tag + vr + b"\x00\x00" + struct.pack("<I", elem.length)
+    return tag + vr + struct.pack("<H", elem.length)
+
+
+def _explicit_le(group: int, element: int, vr: bytes, value: bytes) -> bytes:
+    """One explicit VR little endian element (PS3.5 7.1.2)."""
+    tag = struct.pack("<HH", group, element)
+    if vr in _LONG_VRS:
+        return tag + vr + b"\x00\x00" + struct.pack("<I", len(value)) + value
+    return tag + vr + struct.pack("<H", len(value)) + value
+
+
+def _padded(text: str, pad: bytes) -> bytes:
+    data = text.encode("ascii")
+    return data + pad if len(data) % 2 else data
+
+
+def encode_file_meta(
+    sop_class: str, sop_instance: str, syntax: str, implementation: tuple[str, str]
+) -> bytes:
+    """Preamble, prefix and File Meta Information (PS3.10 7.1), always the same
+    bytes for the same values: those pydicom's ``write_file_meta_info`` writes."""
+    uid = b"\x00"
+    body = b"".join(
+        [
+            _explicit_le(0x0002, 0x0001, b"OB", b"\x00\x01"),
+            _explicit_le(0x0002, 0x0002, b"UI", _padded(sop_class, uid)),
+            _explicit_le(0x0002, 0x0003, b"UI", _padded(sop_instance, uid)),
+            _explicit_le(0x0002, 0x0010, b"UI", _padded(syntax, uid)),
+            _explicit_le(0x0002, 0x0012, b"UI", _padded(implementation[0], uid)),
+            _explicit_le(0x0002, 0x0013, b"SH", _padded(implementation[1], b" ")),
+        ]
+    )
+    length = _explicit_le(0x0002, 0x0000, b"UL", struct.pack("<I", len(body)))
+    return b"\x00" * 128 + b"DICM" + length + body
 
 
 def _pydicom_body(ds: Dataset) -> bytes:

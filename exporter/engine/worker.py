@@ -6,6 +6,7 @@ A worker gets everything it needs in a ``StudyTask`` (picklable) and returns a
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import logging
@@ -13,13 +14,13 @@ import os
 import shutil
 import warnings
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_file_meta_info
 from pydicom.sequence import Sequence
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
@@ -32,10 +33,16 @@ from pydicom.uid import (
 from exporter import __version__
 from exporter.catalog import instance_row, study_tables
 from exporter.engine.files import safe_component, write_atomic
-from exporter.engine.rawfile import DamagedFile, SourceFile, encode_body, read_source
+from exporter.engine.rawfile import (
+    DamagedFile,
+    SourceFile,
+    encode_body,
+    encode_file_meta,
+    read_source,
+)
 from exporter.errors import ActionError
 from exporter.policy.annex_e import BASIC_PROFILE_CODE, OPTIONS
-from exporter.policy.apply import apply_recipe
+from exporter.policy.apply import apply_recipe, encode_raw
 from exporter.policy.functions import InstanceContext
 from exporter.policy.gate import burned_in_risk, pixel_data_problem, release_problems
 from exporter.policy.pseudonyms import Pseudonymizer
@@ -104,15 +111,14 @@ def _recipe(task: StudyTask) -> CompiledRecipe:
     return _RECIPES[key]
 
 
-def _stamp(
-    ds: Dataset, recipe: CompiledRecipe, options: tuple[str, ...] | None
-) -> None:
-    """Record the de-identification in the instance (PS3.15 E.1.1, PS3.3 C.12.1)."""
+@cache
+def _stamp_dataset(digest: str, options: tuple[str, ...] | None) -> Dataset:
+    """The elements that record the de-identification (PS3.15 E.1.1, PS3.3 C.12.1)."""
+    ds = Dataset()
     ds.PatientIdentityRemoved = "YES"
-    method = f"exporter {__version__}; recipe sha256:{recipe.digest[:16]}"
-    ds.DeidentificationMethod = method[:64]
+    ds.DeidentificationMethod = f"exporter {__version__}; recipe sha256:{digest[:16]}"
     if options is None:
-        return
+        return ds
     codes = [BASIC_PROFILE_CODE, *(OPTIONS[o] for o in sorted(options))]
     items = []
     for value, meaning in codes:
@@ -128,6 +134,28 @@ def _stamp(
         ds.LongitudinalTemporalInformationModified = "UNMODIFIED"
     else:
         ds.LongitudinalTemporalInformationModified = "REMOVED"
+    return ds
+
+
+@cache
+def _stamp_raw(
+    digest: str, options: tuple[str, ...] | None, implicit: bool
+) -> tuple[RawDataElement, ...]:
+    """The stamp, encoded once per job and syntax."""
+    return tuple(encode_raw(e, implicit) for e in _stamp_dataset(digest, options))
+
+
+def _stamp(
+    ds: Dataset, recipe: CompiledRecipe, options: tuple[str, ...] | None
+) -> None:
+    """Record the de-identification in the instance, replacing what was there."""
+    implicit, little = ds.original_encoding
+    if little is True and implicit is not None:
+        for raw in _stamp_raw(recipe.digest, options, implicit):
+            ds[raw.tag] = raw
+        return
+    for elem in _stamp_dataset(recipe.digest, options):
+        ds[elem.tag] = copy.deepcopy(elem)
 
 
 def _encode(ds: Dataset, source: SourceFile) -> list[bytes | memoryview]:
@@ -161,11 +189,13 @@ def _encode(ds: Dataset, source: SourceFile) -> list[bytes | memoryview]:
         buffer = io.BytesIO()
         ds.save_as(buffer, enforce_file_format=True)
         return [buffer.getvalue()]
-    head = DicomBytesIO()
-    head.is_little_endian, head.is_implicit_VR = True, False
-    head.write(b"\x00" * 128 + b"DICM")
-    write_file_meta_info(head, meta, enforce_standard=True)
-    chunks: list[bytes | memoryview] = [head.getvalue(), encode_body(ds, source.data)]
+    head = encode_file_meta(
+        str(meta.MediaStorageSOPClassUID),
+        str(meta.MediaStorageSOPInstanceUID),
+        str(syntax),
+        (PYDICOM_IMPLEMENTATION_UID, meta.ImplementationVersionName),
+    )
+    chunks: list[bytes | memoryview] = [head, encode_body(ds, source.data)]
     if source.pixel_element is not None:
         chunks.append(source.pixel_element)
     return chunks
@@ -178,6 +208,8 @@ def _context(task: StudyTask, pseudonyms: Pseudonymizer) -> InstanceContext:
         pseudonyms=pseudonyms,
         patient_pseudonym=pseudonyms.patient(key, task.subject_id),
         date_offset_days=pseudonyms.date_offset_days(key),
+        memo={},
+        values={},
     )
 
 
@@ -243,7 +275,12 @@ def _one(
     size = sum(len(chunk) for chunk in data)
     rows.append(
         instance_row(
-            ds, ctx.patient_pseudonym, relative.as_posix(), size, digest.hexdigest()
+            ds,
+            ctx.patient_pseudonym,
+            relative.as_posix(),
+            size,
+            digest.hexdigest(),
+            ctx.values,
         )
     )
     result.exported += 1

@@ -10,16 +10,19 @@ shifted raises ``ActionError`` or blanks the value, never keeps the original.
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_data_element
 from pydicom.tag import BaseTag
 
 from exporter.errors import ActionError
 from exporter.policy.dates import DateFormatError, shift_value
-from exporter.policy.functions import FUNCTIONS, TAG_ONLY, InstanceContext
+from exporter.policy.functions import FUNCTIONS, PURE, TAG_ONLY, InstanceContext
 from exporter.policy.recipe import CompiledRecipe, Rule, repeater_key
 
 # deid never touches these (its config.json "skip" list); neither do we, so
@@ -40,6 +43,8 @@ SKIPPED = frozenset(
 )
 _REWRITES = {"REPLACE", "JITTER"}
 _REMOVE, _UNTOUCHED, _PARSE, _KEEP = 1, 2, 3, 4
+_GONE = object()  # memo entry: the rules removed the element
+LONG_VRS = {"OB", "OW", "OF", "OD", "OL", "OV", "UN", "SQ", "UC", "UR", "UT"}
 
 
 class _Applier:
@@ -50,6 +55,7 @@ class _Applier:
         for rule in recipe.adds:
             self.adds.setdefault(_add_tag(rule), []).append(rule)
         self.created: dict[int, int] = {}
+        self.all_pure = recipe.all_pure
 
     def rules_for(self, elem: DataElement, name: str) -> list[Rule]:
         tag = int(elem.tag)
@@ -158,30 +164,96 @@ class _Applier:
             return _REMOVE
         return _UNTOUCHED
 
+    def reuse(self, ds: Dataset, tag: BaseTag) -> tuple[Any, ...] | None:
+        """Settle an element from the memo; the key to store under on a miss.
+
+        Only plain (non-sequence) top-level elements whose rules are pure are
+        remembered; the result is kept as encoded bytes, so a hit costs neither
+        parsing nor encoding.
+        """
+        memo = self.ctx.memo
+        raw = ds.get_item(tag)
+        if memo is None or not isinstance(raw, RawDataElement):
+            return None
+        if int(tag) in self.adds or not self.pure(int(tag)):
+            return None
+        if maybe_sequence(raw) and not self.all_pure:
+            return None  # a sequence's items run every rule of the recipe
+        charset = ds.get_item(0x00080005)
+        key = (int(tag), raw.VR, raw.value, getattr(charset, "value", None))
+        hit = memo.get(key)
+        if hit is None:
+            return key
+        if hit is _GONE:
+            del ds[tag]
+        else:
+            ds[tag] = hit
+        return ()
+
+    def pure(self, tag: int) -> bool:
+        """Whether every rule that can apply to ``tag`` gives the same result
+        for the same value."""
+        known = self.recipe.tag_purity.get(tag)
+        if known is None:
+            rules = [
+                *self.recipe.by_tag.get(repeater_key(tag), ()),
+                *(rule for _, rule in self.recipe.dynamic),
+            ]
+            known = all(rule.func is None or rule.func in PURE for rule in rules)
+            self.recipe.tag_purity[tag] = known
+        return known
+
+    def remember(self, ds: Dataset, tag: BaseTag, key: tuple[Any, ...]) -> None:
+        """Store the cleaned element under ``key`` as bytes, ready to splice."""
+        assert self.ctx.memo is not None
+        if tag not in ds:
+            self.ctx.memo[key] = _GONE
+            return
+        elem = ds[tag]
+        implicit, little = ds.original_encoding
+        if not little or implicit is None or (elem.VR and " or " in elem.VR):
+            return
+        if elem.VR == "SQ" and any(private_survivor(i) for i in elem.value or ()):
+            return  # never stored: every instance must meet the release check
+        charset = ds.get("SpecificCharacterSet")
+        self.ctx.memo[key] = encode_raw(elem, bool(implicit), charset)
+
     def walk(self, ds: Dataset, prefix: str | None) -> None:
         top = prefix is None
         lazy = self.recipe.by_tag_only
         for tag in list(ds.keys()):
             if int(tag) in SKIPPED or (lazy and self.untouched(ds, tag, top)):
                 continue
-            try:
-                elem = ds[tag]
-            except Exception as exc:
-                raise ActionError(
-                    f"cannot parse {tag} to apply the recipe ({type(exc).__name__})"
-                ) from exc
-            name = elem.keyword if top else f"{prefix}__{elem.keyword}"
-            try:
-                survived = self.element(ds, elem, name, top)
-            except ActionError:
-                raise
-            except Exception as exc:
-                raise ActionError(
-                    f"cannot apply the recipe to {elem.tag} ({type(exc).__name__})"
-                ) from exc
-            if survived and elem.VR == "SQ" and elem.value is not None:
-                for item in elem.value:
-                    self.walk(item, name)
+            key = self.reuse(ds, tag) if lazy and top else None
+            if key == ():
+                continue
+            if key is not None:
+                self.apply_one(ds, tag, None)
+                self.remember(ds, tag, key)
+                continue
+            self.apply_one(ds, tag, prefix)
+
+    def apply_one(self, ds: Dataset, tag: BaseTag, prefix: str | None) -> None:
+        """Parse one element, run its rules, and walk its items if it stays."""
+        top = prefix is None
+        try:
+            elem = ds[tag]
+        except Exception as exc:
+            raise ActionError(
+                f"cannot parse {tag} to apply the recipe ({type(exc).__name__})"
+            ) from exc
+        name = elem.keyword if top else f"{prefix}__{elem.keyword}"
+        try:
+            survived = self.element(ds, elem, name, top)
+        except ActionError:
+            raise
+        except Exception as exc:
+            raise ActionError(
+                f"cannot apply the recipe to {elem.tag} ({type(exc).__name__})"
+            ) from exc
+        if survived and elem.VR == "SQ" and elem.value is not None:
+            for item in elem.value:
+                self.walk(item, name)
 
     def create(self, ds: Dataset, meta: Dataset | None) -> None:
         """Create the absent elements ADD names, before any rule runs."""
@@ -194,6 +266,50 @@ class _Applier:
             if value is not None:
                 target.add_new(tag, dictionary_VR(tag), value)
                 self.created[tag] = first.line
+
+
+def encode_raw(
+    elem: DataElement, implicit: bool, charset: Any = None
+) -> RawDataElement:
+    """``elem`` encoded once (little endian), kept as a raw element to splice.
+
+    Its ``value_tell`` is -1: it points into no file, and the writer copies its
+    bytes with a header of its own.
+    """
+    buffer = DicomBytesIO()
+    buffer.is_implicit_VR, buffer.is_little_endian = implicit, True
+    write_data_element(buffer, elem, charset)
+    encoded = buffer.getvalue()
+    # Keep the length field as written: a sequence may be undefined length.
+    if implicit:
+        (length,), value = struct.unpack_from("<I", encoded, 4), encoded[8:]
+    elif elem.VR in LONG_VRS:
+        (length,), value = struct.unpack_from("<I", encoded, 8), encoded[12:]
+    else:
+        (length,), value = struct.unpack_from("<H", encoded, 6), encoded[8:]
+    return RawDataElement(elem.tag, elem.VR, length, value, -1, implicit, True)
+
+
+def private_survivor(ds: Dataset) -> BaseTag | None:
+    """The first private element left in ``ds`` at any depth, or None.
+
+    Elements the engine stored from its memo (``value_tell`` -1) are skipped:
+    a cleaned sequence holding a private element is never stored there.
+    """
+    for tag in ds.keys():  # noqa: SIM118  (iterating ds would parse every element)
+        if tag.is_private:
+            return tag
+        elem = ds.get_item(tag)
+        if isinstance(elem, RawDataElement):
+            if elem.value_tell == -1 or not maybe_sequence(elem):
+                continue
+            elem = ds[tag]
+        if elem.VR == "SQ" and elem.value is not None:
+            for item in elem.value:
+                found = private_survivor(item)
+                if found is not None:
+                    return found
+    return None
 
 
 def maybe_sequence(raw: Any) -> bool:

@@ -27,6 +27,12 @@ class InstanceContext:
     pseudonyms: Pseudonymizer
     patient_pseudonym: str
     date_offset_days: int
+    # Results of pure rules by (tag, VR, original bytes, character set), shared
+    # by the instances of one patient's study: a series repeats its header, so
+    # most elements are cleaned once and copied after. None turns it off.
+    memo: dict[tuple[Any, ...], Any] | None = None
+    # Parsed catalog values by (tag, raw bytes), shared the same way.
+    values: dict[tuple[Any, ...], Any] | None = None
 
 
 Function = Callable[[InstanceContext, DataElement], Any]
@@ -157,6 +163,10 @@ TAG_ONLY = frozenset(
         "is_unknown_public",
     }
 )
+
+# Functions whose result depends only on the element's value and the context:
+# the engine may reuse their result for an identical value.
+PURE = TAG_ONLY | {"uid", "dummy", "patient_id", "date_shift", "age_cap"}
 
 FUNCTIONS: dict[str, Function] = {
     "dummy": dummy,

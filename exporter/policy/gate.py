@@ -6,13 +6,10 @@ text is quarantined; so is anything the header policy could not fully clean.
 
 from __future__ import annotations
 
-from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_fragments
-from pydicom.sequence import Sequence
-from pydicom.tag import BaseTag
 
-from exporter.policy.apply import maybe_sequence
+from exporter.policy.apply import private_survivor
 
 # SOP classes whose pixels are captures of screens, documents or cameras, or
 # whose payload is a document: text is likely, and we cannot see it yet.
@@ -92,27 +89,10 @@ def burned_in_risk(ds: Dataset) -> str | None:
     return None
 
 
-def _private_survivor(ds: Dataset) -> BaseTag | None:
-    for tag in ds.keys():  # noqa: SIM118  (iterating ds would parse every element)
-        if tag.is_private:
-            return tag
-        elem = ds.get_item(tag)
-        if isinstance(elem, RawDataElement):
-            if not maybe_sequence(elem):
-                continue
-            elem = ds[tag]
-        if elem.VR == "SQ" and isinstance(elem.value, Sequence):
-            for item in elem.value:
-                found = _private_survivor(item)
-                if found is not None:
-                    return found
-    return None
-
-
 def release_problems(ds: Dataset) -> list[str]:
     """Checks on the cleaned dataset; any finding blocks release (fail closed)."""
     problems = []
-    survivor = _private_survivor(ds)
+    survivor = private_survivor(ds)
     if survivor is not None:
         problems.append(f"private element {survivor} survived the recipe")
     if str(ds.get("PatientIdentityRemoved", "")) != "YES":

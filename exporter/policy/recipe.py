@@ -32,7 +32,7 @@ from pydicom.datadict import (
 from pydicom.dataelem import DataElement
 
 from exporter.errors import RecipeError
-from exporter.policy.functions import FUNCTIONS
+from exporter.policy.functions import FUNCTIONS, PURE
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +87,16 @@ class CompiledRecipe:
     by_tag_only: bool = True
     # Per tag, what the tag alone decides (filled by the engine as it goes).
     tag_decisions: dict[int, int] = field(default_factory=dict)
+    tag_purity: dict[int, bool] = field(default_factory=dict)
+
+    @property
+    def all_pure(self) -> bool:
+        """Every rule gives the same result for the same value (see PURE)."""
+        if self._all_pure is None:
+            self._all_pure = all(r.func is None or r.func in PURE for r in self.rules)
+        return self._all_pure
+
+    _all_pure: bool | None = None
 
 
 def _keyword_suggestion(word: str) -> str:
