@@ -19,10 +19,15 @@ def safe_component(text: str) -> str:
 
 def write_atomic(target: Path, data: bytes | Sequence[bytes | memoryview]) -> None:
     """Write ``data`` (or its chunks, in order) so readers see all or nothing."""
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{TMP_MARK}{os.getpid()}-{target.name}")
     chunks = [data] if isinstance(data, bytes) else data
-    with open(tmp, "wb") as handle:
+    try:
+        handle = open(tmp, "wb")  # noqa: SIM115  (closed below)
+    except FileNotFoundError:
+        # The folder is made on first use only: one call saved per file.
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(tmp, "wb")  # noqa: SIM115
+    with handle:
         for chunk in chunks:
             handle.write(chunk)
     os.replace(tmp, target)

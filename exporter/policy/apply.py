@@ -44,6 +44,7 @@ SKIPPED = frozenset(
 _REWRITES = {"REPLACE", "JITTER"}
 _REMOVE, _UNTOUCHED, _PARSE, _KEEP = 1, 2, 3, 4
 _GONE = object()  # memo entry: the rules removed the element
+_GIVE_UP = 4  # misses in a row after which a tag is no longer remembered
 LONG_VRS = {"OB", "OW", "OF", "OD", "OL", "OV", "UN", "SQ", "UC", "UR", "UT"}
 
 
@@ -167,9 +168,10 @@ class _Applier:
     def reuse(self, ds: Dataset, tag: BaseTag) -> tuple[Any, ...] | None:
         """Settle an element from the memo; the key to store under on a miss.
 
-        Only plain (non-sequence) top-level elements whose rules are pure are
-        remembered; the result is kept as encoded bytes, so a hit costs neither
-        parsing nor encoding.
+        Only top-level elements whose rules are pure are remembered (sequences
+        only when every rule of the recipe is); the result is kept as encoded
+        bytes, so a hit costs neither parsing nor encoding. A tag whose values
+        never repeat (an instance UID) stops being remembered after a few.
         """
         memo = self.ctx.memo
         raw = ds.get_item(tag)
@@ -177,13 +179,18 @@ class _Applier:
             return None
         if int(tag) in self.adds or not self.pure(int(tag)):
             return None
+        misses = memo.get(("misses", int(tag)), 0)
+        if misses >= _GIVE_UP:
+            return None
         if maybe_sequence(raw) and not self.all_pure:
             return None  # a sequence's items run every rule of the recipe
         charset = ds.get_item(0x00080005)
         key = (int(tag), raw.VR, raw.value, getattr(charset, "value", None))
         hit = memo.get(key)
         if hit is None:
+            memo[("misses", int(tag))] = misses + 1
             return key
+        memo[("misses", int(tag))] = 0
         if hit is _GONE:
             del ds[tag]
         else:
