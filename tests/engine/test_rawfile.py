@@ -127,3 +127,24 @@ def test_truncated_encapsulated_pixel_data_is_damage(tmp_path: Path) -> None:
     path.write_bytes(data[:-20])
     with pytest.raises(DamagedFile, match="encapsulated pixel data"):
         read_source(str(path))
+
+
+def test_the_series_memo_changes_no_byte(corpus: list[Path]) -> None:
+    """A memo shared across files gives the bytes of cleaning each file alone."""
+    shared = InstanceContext(
+        Pseudonymizer(b"rawfile-test-secret-of-32-bytes!"), "P1", -100, memo={}
+    )
+    options = tuple(sorted(DEFAULT_OPTIONS))
+    for path in corpus * 2:  # the second pass is all memo hits
+        if "SOPClassUID" not in pydicom.dcmread(
+            path, stop_before_pixels=True, force=True
+        ):
+            continue
+        alone, reused = read_source(str(path)), read_source(str(path))
+        _clean(alone.dataset)
+        apply_recipe(reused.dataset, RECIPE, shared)
+        _stamp(reused.dataset, RECIPE, options)
+        assert b"".join(_encode(reused.dataset, reused)) == b"".join(
+            _encode(alone.dataset, alone)
+        ), path.name
+    assert len(shared.memo or {}) > 0
