@@ -29,6 +29,7 @@ from exporter.engine.job import Progress as EngineProgress
 from exporter.errors import ExporterError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C
 
 app = typer.Typer(
     add_completion=False,
@@ -176,6 +177,12 @@ def run(
     except ExporterError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(EXIT_FAILED) from None
+    except KeyboardInterrupt:
+        err.print(
+            "interrupted: finished studies are kept; run the same command to resume",
+            markup=False,
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     typer.echo(_summary_line(summary))
     if not quiet or not summary.complete:
         for line in _details(summary):

@@ -314,3 +314,29 @@ class TestResume:
             p: (s.st_ino, s.st_mtime_ns) for p, s in files.items()
         }
         assert second < first
+
+    def test_ctrl_c_stops_cleanly_and_resumes(self, fresh: Corpus):
+        """Ctrl-C (SIGINT to the group): exit 130, one line, and the rerun completes."""
+        ws = fresh.workspace("interrupted")
+        command = fresh.command(ws)
+        proc = subprocess.Popen(
+            command,
+            env=child_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + START_TIMEOUT
+        while not has_dicom(fresh.out):
+            assert proc.poll() is None, "the run finished before Ctrl-C"
+            assert time.monotonic() < deadline, f"no file within {START_TIMEOUT} s"
+            time.sleep(POLL_SECONDS)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=RUN_TIMEOUT)
+
+        assert proc.returncode == 130
+        assert stderr.decode().splitlines()[-1] == (
+            "interrupted: finished studies are kept; run the same command to resume"
+        )
+        finish(command)
+        assert_complete(fresh, ws)
