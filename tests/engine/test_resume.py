@@ -148,16 +148,20 @@ def finish(command: list[str]) -> float:
     return time.monotonic() - started
 
 
-def kill_when(command: list[str], out: Path, ready: Callable[[], bool]) -> None:
-    """Start ``command`` and SIGKILL it with its workers as soon as ``ready()``."""
-    # A new session makes the run and its worker processes one process group.
-    proc = subprocess.Popen(
+def start(command: list[str]) -> subprocess.Popen[bytes]:
+    """Start a run in a session of its own: it and its workers form one group."""
+    return subprocess.Popen(
         command,
         env=child_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
+
+
+def kill_when(command: list[str], out: Path, ready: Callable[[], bool]) -> None:
+    """Start ``command`` and SIGKILL it with its workers as soon as ``ready()``."""
+    proc = start(command)
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while not ready():
@@ -319,13 +323,7 @@ class TestResume:
         """Ctrl-C (SIGINT to the group): exit 130, one line, and the rerun completes."""
         ws = fresh.workspace("interrupted")
         command = fresh.command(ws)
-        proc = subprocess.Popen(
-            command,
-            env=child_env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
+        proc = start(command)
         deadline = time.monotonic() + START_TIMEOUT
         while not has_dicom(fresh.out):
             assert proc.poll() is None, "the run finished before Ctrl-C"
