@@ -27,6 +27,7 @@ from exporter import __version__
 from exporter.engine.job import JobSummary, RunRequest, run_job
 from exporter.engine.job import Progress as EngineProgress
 from exporter.errors import ExporterError
+from exporter.policy.annex_e import validate_options
 from exporter.policy.recipe import CompiledRecipe
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
@@ -153,6 +154,14 @@ def run(
             help="State database URL.", show_default="SQLite in the workspace"
         ),
     ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Annex E option of the profile (repeat; 'none' for the bare Basic "
+            "Profile); a --recipe is layered on it.",
+            show_default="retain_long_modified_dates, retain_patient_characteristics",
+        ),
+    ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Only errors and the summary.")
     ] = False,
@@ -172,6 +181,7 @@ def run(
         recipe=recipe,
         workers=workers or os.cpu_count() or 1,
         database_url=database_url,
+        options=_options(option),
     )
     try:
         summary = run_job(request, _BarProgress(quiet))
@@ -224,23 +234,31 @@ def _policy(
     recipe: Path | None, options: list[str] | None
 ) -> tuple[CompiledRecipe, frozenset[str] | None, str]:
     """The recipe file, or the built-in profile with ``options``."""
-    from exporter.policy.annex_e import validate_options
     from exporter.policy.profile import DEFAULT_OPTIONS, build_recipe
-    from exporter.policy.recipe import compile_recipe, load_recipe
+    from exporter.policy.recipe import compile_recipe, compose, load_recipe
 
-    if recipe is not None:
-        if options:
-            raise typer.BadParameter("--option applies to the built-in profile only")
-        return load_recipe(recipe), None, str(recipe)
-    chosen = DEFAULT_OPTIONS if not options else frozenset(options) - {"none"}
+    named = _options(options)
+    chosen = DEFAULT_OPTIONS if named is None else named
+    title = "Basic Profile" + "".join(f" + {o}" for o in sorted(chosen))
+    # The default profile is committed: its line numbers are that file's.
+    name = "recipes/basic-profile.dicom" if chosen == DEFAULT_OPTIONS else "built-in"
+    profile = compile_recipe(build_recipe(chosen), name)
+    if recipe is None:
+        return profile, chosen, title
+    layered = compose(profile, load_recipe(recipe), f"{recipe.name} over {name}")
+    return layered, chosen, f"{recipe} layered on the {title}"
+
+
+def _options(names: list[str] | None) -> frozenset[str] | None:
+    """The options named on the command line; 'none' alone: the Basic Profile."""
+    if not names:
+        return None
+    chosen = frozenset(names) - {"none"}
     try:
         validate_options(chosen)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    title = "Basic Profile" + "".join(f" + {o}" for o in sorted(chosen))
-    # The default profile is committed: its line numbers are that file's.
-    name = "recipes/basic-profile.dicom" if chosen == DEFAULT_OPTIONS else "built-in"
-    return compile_recipe(build_recipe(chosen), name), chosen, title
+    return chosen
 
 
 @recipe_app.command("lint")

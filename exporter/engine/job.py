@@ -35,10 +35,11 @@ from exporter.engine.worker import (
     export_shard,
     write_study_parts,
 )
-from exporter.errors import ExporterError
-from exporter.policy.annex_e import EDITION
+from exporter.errors import ExporterError, SettingsError
+from exporter.policy.annex_e import EDITION, validate_options
+from exporter.policy.explain import explain
 from exporter.policy.profile import DEFAULT_OPTIONS, build_recipe
-from exporter.policy.recipe import CompiledRecipe, compile_recipe, load_recipe
+from exporter.policy.recipe import CompiledRecipe, compile_recipe, compose, load_recipe
 from exporter.report import (
     StudyCounts,
     reason_category,
@@ -72,6 +73,7 @@ class RunRequest:
     recipe: Path | None = None
     workers: int = 1
     database_url: str | None = None
+    options: frozenset[str] | None = None  # Annex E options; None: the default
 
 
 class Progress:
@@ -119,10 +121,26 @@ class JobSummary:
 
 
 def _recipe(request: RunRequest) -> tuple[CompiledRecipe, tuple[str, ...] | None]:
-    if request.recipe is None:
-        text = build_recipe(DEFAULT_OPTIONS)
-        return compile_recipe(text, DEFAULT_RECIPE_NAME), tuple(sorted(DEFAULT_OPTIONS))
-    return load_recipe(request.recipe), None
+    """The policy in force, and the Annex E options it can claim.
+
+    The built-in profile with the requested options (the default ones when
+    none are named); a ``--recipe`` is layered on it. Options are claimed in
+    the files and the provenance only when the policy is at least as strong
+    as Table E.1-1 asks for them.
+    """
+    options = DEFAULT_OPTIONS if request.options is None else request.options
+    try:
+        validate_options(options)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    name = DEFAULT_RECIPE_NAME if options == DEFAULT_OPTIONS else "exporter:profile"
+    policy = compile_recipe(build_recipe(options), name)
+    if request.recipe is not None:
+        user = load_recipe(request.recipe)
+        # Only the file's name: a full path may name a person.
+        policy = compose(policy, user, f"{request.recipe.name} over {name}")
+    _, findings = explain(policy, options)
+    return policy, None if findings else tuple(sorted(options))
 
 
 def _export_id(manifest: Manifest, source: Source, recipe: CompiledRecipe) -> str:
@@ -380,8 +398,6 @@ def _finalize(
     summary.failed = sum(t.failed for t in tasks)
     summary.bytes_out = sum(t.bytes_out for t in tasks)
     recipe_name = recipe.path
-    if recipe.path != DEFAULT_RECIPE_NAME:
-        recipe_name = Path(recipe.path).name  # a full path may name a person
     write_provenance(
         out / "provenance.json",
         {

@@ -111,12 +111,11 @@ def explain(
         coverage findings against Table E.1-1.
     """
     table = {row.tag_int: row for row in table_e1_1() if not row.is_pattern}
-    source = recipe.path.split(" ")[0]
     rows: list[Explained] = []
     codes: dict[int, str] = {}
     for tag in sorted(recipe.by_tag):
         action, code, deciding = _effective(recipe.by_tag[tag])
-        lines = ", ".join(f"{source}:{r.line}" for r in deciding)
+        lines = ", ".join(recipe.where(r.line) for r in deciding)
         row = table.get(tag)
         if _shifted_time(row, options, tag, code):
             # A whole-day shift leaves a time of day as it is.
@@ -141,7 +140,7 @@ def explain(
                 "private element",
                 action,
                 code,
-                ", ".join(f"{source}:{r.line}" for r in deciding),
+                ", ".join(recipe.where(r.line) for r in deciding),
             )
         )
     for _, rule in recipe.dynamic:
@@ -154,7 +153,7 @@ def explain(
                 _pattern_name(rule),
                 f"{rule.action} {rule.field}{value}",
                 _code(rule),
-                f"{source}:{rule.line}",
+                recipe.where(rule.line),
             )
         )
     return rows, _coverage(table, codes, options or frozenset())
@@ -228,7 +227,8 @@ def to_markdown(rows: list[Explained], findings: list[Finding], title: str) -> s
             "No row is left weaker than the table asks for the options in force."
         )
     else:
-        out.append(f"{len(findings)} rows are weaker than the table asks:")
+        rows_word = "row is" if len(findings) == 1 else "rows are"
+        out.append(f"{len(findings)} {rows_word} weaker than the table asks:")
         out.append("")
         out.append("| tag | name | basic | this policy | finding |")
         out.append("|---|---|---|---|---|")

@@ -85,6 +85,17 @@ class CompiledRecipe:
     # patterns, no private creator rules): the engine then leaves elements
     # that no rule touches in their raw, unparsed form.
     by_tag_only: bool = True
+    # Where each part of the text came from: (first line, file), in order.
+    sources: tuple[tuple[int, str], ...] = ()
+
+    def where(self, line: int) -> str:
+        """``file:line`` of a line of the text, in the file it came from."""
+        start, name = 1, self.path
+        for first, source in self.sources:
+            if line >= first:
+                start, name = first, source
+        return f"{name}:{line - start + 1}"
+
     # Per tag, what the tag alone decides (filled by the engine as it goes).
     tag_decisions: dict[int, int] = field(default_factory=dict)
     tag_purity: dict[int, bool] = field(default_factory=dict)
@@ -395,3 +406,38 @@ def keyword_for(key: int) -> str:
     """The dictionary keyword of a tag, '' when unknown."""
     entry = DicomDictionary.get(key)
     return entry[4] if entry else ""
+
+
+def compose(base: CompiledRecipe, user: CompiledRecipe, name: str) -> CompiledRecipe:
+    """A user recipe layered on a profile, as one recipe deid can read too.
+
+    For every attribute the user recipe names by tag or keyword, the user's
+    lines replace the profile's (commented out, with the reason); the user's
+    pattern rules come after the profile's. The user's text follows the
+    profile's whole, so its line numbers are kept (``CompiledRecipe.where``).
+    The result, and so its digest, is the same for the same two recipes.
+    """
+    # The file's name only: the same recipe gives the same text on any machine.
+    label = Path(user.path).name
+    overridden: dict[int, str] = {}
+    for key, rules in user.by_tag.items():
+        first = min(rule.line for rule in rules)
+        for rule in base.by_tag.get(key, ()):
+            overridden[rule.line] = f"{label}:{first}"
+    lines = []
+    for number, line in enumerate(base.text.splitlines(), start=1):
+        if number in overridden:
+            lines.append(f"# overridden by {overridden[number]}: {line}")
+        else:
+            lines.append(line)
+    lines.append(f"# --- {label}, layered on the profile above ---")
+    offset = len(lines)
+    for line in user.text.splitlines():
+        stripped = line.strip()
+        # deid reads one FORMAT and one %header: the user's become comments.
+        if re.match(r"^format\b", stripped, re.I) or stripped.lower() == "%header":
+            line = f"# {line}"
+        lines.append(line)
+    composed = compile_recipe("\n".join(lines) + "\n", name)
+    composed.sources = ((1, base.path), (offset + 1, user.path))
+    return composed

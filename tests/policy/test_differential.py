@@ -27,7 +27,7 @@ from exporter.policy.apply import apply_recipe
 from exporter.policy.functions import FUNCTIONS, InstanceContext
 from exporter.policy.profile import build_recipe
 from exporter.policy.pseudonyms import Pseudonymizer
-from exporter.policy.recipe import compile_recipe
+from exporter.policy.recipe import compile_recipe, compose, load_recipe
 from exporter.synthetic import make_source
 
 # Every header action of the recipe language, and every kind of field
@@ -205,3 +205,18 @@ def test_the_language_recipe_changes_every_file(
         after = pydicom.dcmread(path, force=True)
         apply_recipe(after, compiled, _context(after))
         assert _differences(after, before), path.name
+
+
+def test_a_recipe_layered_on_the_profile_agrees_with_deid(
+    corpus: list[Path], tmp_path: Path
+) -> None:
+    """The composed text of a user recipe over the profile runs the same in deid."""
+    user = tmp_path / "user.dicom"
+    user.write_text(
+        "FORMAT dicom\n%header\nKEEP StudyDescription\n"
+        "REPLACE InstitutionName REDACTED\nREMOVE PatientSex\n"
+    )
+    base = compile_recipe(build_recipe(), "profile")
+    layered = compose(base, load_recipe(user), "user.dicom over profile")
+    assert "# overridden by user.dicom:3: REMOVE StudyDescription" in layered.text
+    assert _compare(layered.text, corpus, tmp_path) == {}
