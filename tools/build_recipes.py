@@ -8,15 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from exporter.policy.profile import DEFAULT_OPTIONS, build_recipe
-
-PROFILES = {"basic-profile.dicom": DEFAULT_OPTIONS}
+from exporter.policy.profile import NAMED_PROFILES, build_recipe
 
 
 def main() -> None:
     """Regenerate every profile file."""
     target = Path(__file__).resolve().parent.parent / "recipes"
-    for name, options in PROFILES.items():
+    for name, (options, _) in NAMED_PROFILES.items():
         (target / name).write_text(build_recipe(options), encoding="utf-8")
         print(f"wrote recipes/{name}")
 

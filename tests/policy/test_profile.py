@@ -20,7 +20,7 @@ from exporter.policy.annex_e import (
 )
 from exporter.policy.apply import apply_recipe
 from exporter.policy.functions import InstanceContext
-from exporter.policy.profile import DEFAULT_OPTIONS, build_recipe
+from exporter.policy.profile import DEFAULT_OPTIONS, NAMED_PROFILES, build_recipe
 from exporter.policy.pseudonyms import Pseudonymizer
 from exporter.policy.recipe import CompiledRecipe, compile_recipe
 
@@ -83,6 +83,16 @@ class TestCommittedRecipe:
             "recipes/basic-profile.dicom is out of date; "
             "run `python tools/build_recipes.py` and commit the result"
         )
+
+    @pytest.mark.parametrize("name", sorted(NAMED_PROFILES))
+    def test_every_named_profile_is_generated(self, name: str) -> None:
+        """Each profile in recipes/ is generated, and says who it is for."""
+        options, audience = NAMED_PROFILES[name]
+        committed = (COMMITTED.parent / name).read_text(encoding="utf-8")
+        assert committed == build_recipe(options), (
+            f"recipes/{name} is out of date; run `python tools/build_recipes.py`"
+        )
+        assert "# For " + audience.split()[0] in committed
 
     def test_table_has_657_rows_and_4_patterns(self) -> None:
         """Table E.1-1 ships complete: 657 rows, 4 of them tag patterns."""
