@@ -312,6 +312,24 @@ def recipe_explain(
         raise typer.Exit(EXIT_INCOMPLETE)
 
 
+@recipe_app.command("diff")
+def recipe_diff(
+    first: Annotated[Path, typer.Argument(help="A recipe file.")],
+    second: Annotated[Path, typer.Argument(help="The recipe file to compare with.")],
+) -> None:
+    """Show, attribute by attribute, what changes between two recipe files."""
+    from exporter.policy.explain import diff, diff_markdown, explain
+    from exporter.policy.recipe import load_recipe
+
+    try:
+        a, b = load_recipe(first), load_recipe(second)
+    except ExporterError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(EXIT_FAILED) from None
+    changes = diff(explain(a, None)[0], explain(b, None)[0])
+    typer.echo(diff_markdown(changes, first.name, second.name), nl=False)
+
+
 @app.callback(invoke_without_command=True)
 def _version(
     version: Annotated[

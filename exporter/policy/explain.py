@@ -260,3 +260,37 @@ def to_csv(rows: list[Explained], findings: list[Finding]) -> str:
     for tag, message in sorted(flagged.items()):
         writer.writerow([tag, "", "", "", "K", "", message])
     return buffer.getvalue()
+
+
+def diff(a: list[Explained], b: list[Explained]) -> list[tuple[str, str, str, str]]:
+    """Attributes whose treatment differs: (tag, name, in A, in B), sorted by tag.
+
+    An attribute only one policy names shows as ``no rule`` on the other side.
+    """
+    left = {r.tag: r for r in a}
+    right = {r.tag: r for r in b}
+    changes = []
+    for tag in sorted(left.keys() | right.keys()):
+        x, y = left.get(tag), right.get(tag)
+        before = f"{x.action} ({x.code})" if x else "no rule"
+        after = f"{y.action} ({y.code})" if y else "no rule"
+        if before != after:
+            known = x if x is not None else y
+            changes.append((tag, known.name if known else "", before, after))
+    return changes
+
+
+def diff_markdown(changes: list[tuple[str, str, str, str]], a: str, b: str) -> str:
+    """The differences as a Markdown table."""
+    out = [f"# {a} -> {b}", ""]
+    if not changes:
+        return "\n".join([*out, "The two policies treat every attribute alike."]) + "\n"
+    count = (
+        "1 attribute differs"
+        if len(changes) == 1
+        else f"{len(changes)} attributes differ"
+    )
+    out += [f"{count}.", ""]
+    out += [f"| tag | name | {a} | {b} |", "|---|---|---|---|"]
+    out += [f"| {t} | {n} | {x} | {y} |" for t, n, x, y in changes]
+    return "\n".join(out) + "\n"

@@ -138,3 +138,36 @@ def test_lint_passes_a_good_recipe(tmp_path: Path) -> None:
     result = runner.invoke(app, ["recipe", "lint", str(path)])
     assert result.exit_code == 0
     assert result.stdout == f"{path}: 2 rules, no problem found\n"
+
+
+def test_diff_shows_what_changes_between_two_recipes(tmp_path: Path) -> None:
+    """diff: one row per attribute treated differently, both sides named."""
+    a = _recipe(tmp_path, "REMOVE PatientName", "BLANK StudyDate")
+    b = tmp_path / "b.dicom"
+    b.write_text("FORMAT dicom\n%header\nREMOVE PatientName\nKEEP StudyDate\n")
+
+    result = runner.invoke(app, ["recipe", "diff", str(a), str(b)])
+
+    assert result.exit_code == 0, result.output
+    assert "| (0008,0020) | Study Date | BLANK (Z) | KEEP (K) |" in result.stdout
+    assert "(0010,0010)" not in result.stdout
+    assert "1 attribute differs." in result.stdout
+
+
+def test_diff_of_the_shipped_profiles_shows_the_options() -> None:
+    """public-release -> basic-profile: dates shifted, characteristics kept."""
+    root = DOC.parent.parent / "recipes"
+    result = runner.invoke(
+        app,
+        [
+            "recipe",
+            "diff",
+            str(root / "public-release.dicom"),
+            str(root / "basic-profile.dicom"),
+        ],
+    )
+    assert result.exit_code == 0
+    assert "| (0008,0020) | Study Date | BLANK (Z) | JITTER func:date_shift (C) |" in (
+        result.stdout
+    )
+    assert "| (0010,0040) | Patient's Sex | BLANK (Z) | KEEP (K) |" in result.stdout
