@@ -235,7 +235,8 @@ def _one(
         risk = burned_in_risk(ds)
         apply_recipe(ds, recipe, ctx)
         _stamp(ds, recipe, task.options)
-        problems = release_problems(ds)
+        safe = "retain_safe_private" in (task.options or ())
+        problems = release_problems(ds, safe)
         data = _encode(ds, source)
         sop = safe_component(str(ds.SOPInstanceUID))
         relative = Path(

@@ -114,6 +114,25 @@ def table_e1_1() -> tuple[AnnexERow, ...]:
     return tuple(rows)
 
 
+@cache
+def safe_private() -> frozenset[tuple[int, str, int]]:
+    """Table E.3.10-1: (group, private creator, element offset) known to be safe."""
+    return frozenset(
+        (
+            int(r["group"], 16),
+            r["private_creator"].strip(),
+            int(r["element_offset"], 16),
+        )
+        for r in _read_csv("safe-private-attributes.csv")
+    )
+
+
+@cache
+def safe_private_creators() -> frozenset[tuple[int, str]]:
+    """(group, private creator) of the blocks that hold a safe attribute."""
+    return frozenset((group, creator) for group, creator, _ in safe_private())
+
+
 def decide(row: AnnexERow, options: frozenset[str]) -> tuple[str, str]:
     """The action code for one row under ``options``, and what decided it.
 

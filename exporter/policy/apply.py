@@ -22,7 +22,14 @@ from pydicom.tag import BaseTag
 
 from exporter.errors import ActionError
 from exporter.policy.dates import DateFormatError, shift_value
-from exporter.policy.functions import FUNCTIONS, PURE, TAG_ONLY, InstanceContext
+from exporter.policy.functions import (
+    FUNCTIONS,
+    PRIVATE_ONLY,
+    PURE,
+    TAG_ONLY,
+    InstanceContext,
+    is_unsafe_private,
+)
 from exporter.policy.recipe import CompiledRecipe, Rule, repeater_key
 
 # deid never touches these (its config.json "skip" list); neither do we, so
@@ -151,10 +158,7 @@ class _Applier:
 
     def decide(self, tag: BaseTag) -> int:
         """What the tag alone says: remove, leave untouched, or parse and run."""
-        rules = [
-            *self.recipe.by_tag.get(repeater_key(int(tag)), ()),
-            *(rule for _, rule in self.recipe.dynamic),
-        ]
+        rules = self.candidates(int(tag))
         if any(rule.action == "KEEP" for rule in rules):
             return _KEEP
         for rule in rules:
@@ -197,15 +201,30 @@ class _Applier:
             ds[tag] = hit
         return ()
 
+    def candidates(self, tag: int) -> list[Rule]:
+        """Rules that may apply to ``tag``, judged from the tag alone.
+
+        A condition that only private elements can meet is left out for an
+        element of a public (even) group: it could never remove it.
+        """
+        public = not (tag >> 16) & 1
+        return [
+            *self.recipe.by_tag.get(repeater_key(tag), ()),
+            *(
+                rule
+                for _, rule in self.recipe.dynamic
+                if not (
+                    public and rule.action == "REMOVE" and rule.func in PRIVATE_ONLY
+                )
+            ),
+        ]
+
     def pure(self, tag: int) -> bool:
         """Whether every rule that can apply to ``tag`` gives the same result
         for the same value."""
         known = self.recipe.tag_purity.get(tag)
         if known is None:
-            rules = [
-                *self.recipe.by_tag.get(repeater_key(tag), ()),
-                *(rule for _, rule in self.recipe.dynamic),
-            ]
+            rules = self.candidates(tag)
             known = all(rule.func is None or rule.func in PURE for rule in rules)
             self.recipe.tag_purity[tag] = known
         return known
@@ -297,14 +316,17 @@ def encode_raw(
     return RawDataElement(elem.tag, elem.VR, length, value, -1, implicit, True)
 
 
-def private_survivor(ds: Dataset) -> BaseTag | None:
+def private_survivor(ds: Dataset, safe_allowed: bool = False) -> BaseTag | None:
     """The first private element left in ``ds`` at any depth, or None.
 
-    Elements the engine stored from its memo (``value_tell`` -1) are skipped:
-    a cleaned sequence holding a private element is never stored there.
+    With ``safe_allowed``, the attributes of Table E.3.10-1 and their creators
+    do not count. Elements the engine stored from its memo (``value_tell`` -1)
+    are skipped: a sequence holding a private element is never stored there.
     """
     for tag in ds.keys():  # noqa: SIM118  (iterating ds would parse every element)
         if tag.is_private:
+            if safe_allowed and not is_unsafe_private(None, ds[tag]):  # type: ignore[arg-type]
+                continue
             return tag
         elem = ds.get_item(tag)
         if isinstance(elem, RawDataElement):
@@ -313,7 +335,7 @@ def private_survivor(ds: Dataset) -> BaseTag | None:
             elem = ds[tag]
         if elem.VR == "SQ" and elem.value is not None:
             for item in elem.value:
-                found = private_survivor(item)
+                found = private_survivor(item, safe_allowed)
                 if found is not None:
                     return found
     return None

@@ -17,6 +17,7 @@ from pydicom.dataelem import DataElement
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
+from exporter.policy.annex_e import safe_private, safe_private_creators
 from exporter.policy.pseudonyms import Pseudonymizer
 
 
@@ -117,6 +118,23 @@ def is_private(ctx: InstanceContext, elem: DataElement) -> bool:
     return bool(elem.tag.group & 1)
 
 
+def is_unsafe_private(ctx: InstanceContext, elem: DataElement) -> bool:
+    """True for a private element not in Table E.3.10-1 (PS3.15 E.3.10).
+
+    A private creator stays when its block holds a safe attribute; a private
+    attribute stays only when its creator and element offset are listed.
+    The creator is matched without trailing spaces, as writers pad it.
+    """
+    tag = elem.tag
+    if not tag.group & 1:
+        return False
+    if 0x0010 <= tag.element <= 0x00FF:
+        creator = str(elem.value or "").strip()
+        return (tag.group, creator) not in safe_private_creators()
+    creator = (elem.private_creator or "").strip()
+    return (tag.group, creator, tag.element & 0xFF) not in safe_private()
+
+
 def is_curve(ctx: InstanceContext, elem: DataElement) -> bool:
     """True for any element of the retired curve groups 5000-501E (PS3.3 C.10)."""
     group = elem.tag.group
@@ -164,6 +182,9 @@ TAG_ONLY = frozenset(
     }
 )
 
+# Conditions that are false for every element of an even (public) group.
+PRIVATE_ONLY = frozenset({"is_private", "is_unsafe_private"})
+
 # Functions whose result depends only on the element's value and the context:
 # the engine may reuse their result for an identical value.
 PURE = TAG_ONLY | {"uid", "dummy", "patient_id", "date_shift", "age_cap"}
@@ -175,6 +196,7 @@ FUNCTIONS: dict[str, Function] = {
     "date_shift": date_shift,
     "age_cap": age_cap,
     "is_private": is_private,
+    "is_unsafe_private": is_unsafe_private,
     "is_curve": is_curve,
     "is_overlay_data": is_overlay_data,
     "is_overlay_comments": is_overlay_comments,

@@ -89,10 +89,16 @@ def burned_in_risk(ds: Dataset) -> str | None:
     return None
 
 
-def release_problems(ds: Dataset) -> list[str]:
-    """Checks on the cleaned dataset; any finding blocks release (fail closed)."""
+def release_problems(ds: Dataset, safe_private: bool = False) -> list[str]:
+    """Checks on the cleaned dataset; any finding blocks release (fail closed).
+
+    Parameters
+    ----------
+    safe_private
+        Retain Safe Private is in force: Table E.3.10-1 attributes may stay.
+    """
     problems = []
-    survivor = private_survivor(ds)
+    survivor = private_survivor(ds, safe_private)
     if survivor is not None:
         problems.append(f"private element {survivor} survived the recipe")
     if str(ds.get("PatientIdentityRemoved", "")) != "YES":

@@ -147,8 +147,14 @@ def _pattern_rules(row: AnnexERow, options: frozenset[str]) -> list[str]:
         "60xx,4000": "is_overlay_comments",
         "gggg,eeee": "is_private",
     }
-    # TODO(issue 3): Retain Safe Private and Clean Graphics turn these into C;
-    # until then every pattern row removes, whatever the option says.
+    if row.tag == "gggg,eeee" and decided_by == "retain_safe_private":
+        return [
+            f"# ({row.tag}) {row.name}: {code} ({decided_by}); the attributes of "
+            "Table E.3.10-1 (by private creator and offset) and their creators stay",
+            "REMOVE ALL func:is_unsafe_private",
+        ]
+    # TODO(issue 3): Clean Graphics turns the curve and overlay rows into C;
+    # until then they are removed, whatever the option says.
     return [
         f"# ({row.tag}) {row.name}: {code} ({decided_by}); removed in every group",
         f"REMOVE ALL func:{funcs[row.tag]}",

@@ -220,3 +220,17 @@ def test_a_recipe_layered_on_the_profile_agrees_with_deid(
     layered = compose(base, load_recipe(user), "user.dicom over profile")
     assert "# overridden by user.dicom:3: REMOVE StudyDescription" in layered.text
     assert _compare(layered.text, corpus, tmp_path) == {}
+
+
+def test_retain_safe_private_agrees_with_deid(
+    corpus: list[Path], tmp_path: Path
+) -> None:
+    """The Retain Safe Private profile, with a safe GE block planted, agrees with deid."""
+    ds = pydicom.dcmread(corpus[0])
+    block = ds.private_block(0x0019, "GEMS_ACQU_01", create=True)
+    block.add_new(0x23, "DS", "39.375")
+    block.add_new(0xFF, "LO", "not in the table")
+    planted = tmp_path / "gems.dcm"
+    ds.save_as(planted)
+    recipe = build_recipe(frozenset({"retain_safe_private"}))
+    assert _compare(recipe, [*corpus, planted], tmp_path) == {}
