@@ -47,6 +47,7 @@ from exporter.policy.functions import InstanceContext
 from exporter.policy.gate import burned_in_risk, pixel_data_problem, release_problems
 from exporter.policy.pseudonyms import Pseudonymizer
 from exporter.policy.recipe import CompiledRecipe, compile_recipe
+from exporter.policy.text import identifying_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -233,6 +234,8 @@ def _one(
             result.outcomes.append((item, "failed", f"damaged source: {broken}", None))
             return
         risk = burned_in_risk(ds)
+        if recipe.uses("clean_text"):
+            ctx.tokens = identifying_tokens(ds)
         apply_recipe(ds, recipe, ctx)
         _stamp(ds, recipe, task.options)
         safe = "retain_safe_private" in (task.options or ())

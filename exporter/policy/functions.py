@@ -17,6 +17,7 @@ from pydicom.dataelem import DataElement
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
+from exporter.policy import text
 from exporter.policy.annex_e import safe_private, safe_private_creators
 from exporter.policy.pseudonyms import Pseudonymizer
 
@@ -32,6 +33,9 @@ class InstanceContext:
     # by the instances of one patient's study: a series repeats its header, so
     # most elements are cleaned once and copied after. None turns it off.
     memo: dict[tuple[Any, ...], Any] | None = None
+    # Identifying words of the instance being cleaned (policy.text), for
+    # func:clean_text; set per instance, before any rule runs.
+    tokens: frozenset[str] = frozenset()
     # Parsed catalog values by (tag, raw bytes), shared the same way.
     values: dict[tuple[Any, ...], Any] | None = None
 
@@ -111,6 +115,16 @@ def age_cap(ctx: InstanceContext, elem: DataElement) -> str:
     if years[unit] > _MAX_AGE_YEARS:
         return "090Y"
     return value
+
+
+def clean_text(ctx: InstanceContext, elem: DataElement) -> Any:
+    """The text with identifying words, dates, phones and digit runs taken out."""
+    value = elem.value
+    if value is None or value == "":
+        return value
+    if isinstance(value, (list, MultiValue)):
+        return [text.clean_text(str(v), ctx.tokens) for v in value]
+    return text.clean_text(str(value), ctx.tokens)
 
 
 def is_private(ctx: InstanceContext, elem: DataElement) -> bool:
@@ -195,6 +209,7 @@ FUNCTIONS: dict[str, Function] = {
     "patient_id": patient_id,
     "date_shift": date_shift,
     "age_cap": age_cap,
+    "clean_text": clean_text,
     "is_private": is_private,
     "is_unsafe_private": is_unsafe_private,
     "is_curve": is_curve,

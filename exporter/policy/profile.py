@@ -83,6 +83,9 @@ _FILE_META_REMOVE = (
 )
 
 
+_TEXT_VRS = {"SH", "LO", "ST", "LT", "UT", "UC"}
+
+
 def _field(row: AnnexERow) -> str:
     if row.keyword:
         return row.keyword
@@ -115,8 +118,10 @@ def _row_rule(row: AnnexERow, options: frozenset[str]) -> tuple[str, str]:
             return f"JITTER {field} func:date_shift", f"{note}; shifted per patient"
         if decided_by == "retain_long_modified_dates" and vr == "TM":
             return f"KEEP {field}", f"{note}; times of day kept, dates shifted"
-        # TODO(issue 3): text cleaning; until then C falls back to the Basic
-        # Profile action, which removes more than cleaning would.
+        if decided_by == "clean_descriptors" and vr in _TEXT_VRS:
+            return f"REPLACE {field} func:clean_text", f"{note}; identifying words out"
+        # TODO(issue 3): structured content, graphics and the other C cells;
+        # until then C falls back to the Basic Profile, which removes more.
         code = decide(row, frozenset())[0]
         note += f"; no cleaner yet, Basic Profile {code} applies"
 

@@ -100,6 +100,10 @@ class CompiledRecipe:
     tag_decisions: dict[int, int] = field(default_factory=dict)
     tag_purity: dict[int, bool] = field(default_factory=dict)
 
+    def uses(self, func: str) -> bool:
+        """Whether any rule calls ``func:<func>``."""
+        return any(rule.func == func for rule in self.rules)
+
     @property
     def all_pure(self) -> bool:
         """Every rule gives the same result for the same value (see PURE)."""

@@ -21,8 +21,21 @@ def _pattern(value: str) -> re.Pattern[bytes]:
     return re.compile(body, re.IGNORECASE)
 
 
-@pytest.fixture(scope="module")
-def export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, set[str]]:
+# Each policy the export must hold up under: the default, the bare Basic
+# Profile, and the options that keep more (cleaned text, safe private data).
+POLICIES = {
+    "default": None,
+    "basic": frozenset(),
+    "clean-descriptors+safe-private": frozenset(
+        {"clean_descriptors", "retain_safe_private", "retain_long_modified_dates"}
+    ),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(POLICIES))
+def export(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, set[str]]:
     root = tmp_path_factory.mktemp("leaks")
     source = make_source(root / "source", seed=99, patients=3, studies_per_patient=2)
     rows = [{"PatientID": s.patient.patient_id} for s in source.studies]
@@ -30,7 +43,12 @@ def export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, set[str]]:
     out = root / "export"
     summary = run_job(
         RunRequest(
-            manifest, str(root / "source"), out, workspace=root / "ws", workers=2
+            manifest,
+            str(root / "source"),
+            out,
+            workspace=root / "ws",
+            workers=2,
+            options=POLICIES[request.param],
         )
     )
     assert summary.exported > 0

@@ -28,6 +28,7 @@ from exporter.policy.functions import FUNCTIONS, InstanceContext
 from exporter.policy.profile import build_recipe
 from exporter.policy.pseudonyms import Pseudonymizer
 from exporter.policy.recipe import compile_recipe, compose, load_recipe
+from exporter.policy.text import identifying_tokens
 from exporter.synthetic import make_source
 
 # Every header action of the recipe language, and every kind of field
@@ -93,7 +94,9 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 def _context(ds: Dataset) -> InstanceContext:
     pseudonyms = Pseudonymizer(b"differential-test-secret-32bytes")
     key = str(ds.get("PatientID", ""))
-    return InstanceContext(pseudonyms, pseudonyms.patient(key), -731)
+    ctx = InstanceContext(pseudonyms, pseudonyms.patient(key), -731)
+    ctx.tokens = identifying_tokens(ds)
+    return ctx
 
 
 def _run_deid(path: Path, recipe_path: Path, ctx: InstanceContext) -> Dataset:
@@ -234,3 +237,10 @@ def test_retain_safe_private_agrees_with_deid(
     ds.save_as(planted)
     recipe = build_recipe(frozenset({"retain_safe_private"}))
     assert _compare(recipe, [*corpus, planted], tmp_path) == {}
+
+
+def test_clean_descriptors_agrees_with_deid(corpus: list[Path], tmp_path: Path) -> None:
+    """The Clean Descriptors profile (func:clean_text) runs the same in deid."""
+    recipe = build_recipe(frozenset({"clean_descriptors"}))
+    assert "func:clean_text" in recipe
+    assert _compare(recipe, corpus, tmp_path) == {}
