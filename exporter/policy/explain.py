@@ -198,6 +198,8 @@ def _coverage(
         code = codes.get(repeater_key(tag), "K")
         if code == "K" and expected in ("K", "U*"):
             continue
+        if tag not in codes and expected == "C" and _vr(tag) == "SQ":
+            continue  # kept, and its items cleaned by their own rules
         if _STRENGTH[code] < _STRENGTH[expected]:
             how = "no rule, kept as is" if repeater_key(tag) not in codes else code
             findings.append(

@@ -69,6 +69,11 @@ _EXTRA_REMOVE = (
     "UniversalEntityID",
 )
 
+_CLEANED_TEXT_VALUE = [
+    "# Text of SR content items: cleaned under the option in force.",
+    "REPLACE TextValue func:clean_text",
+]
+
 # File meta elements (PS3.10 7.1) that name the sending system or carry
 # private data; the writer rebuilds file meta anyway.
 _FILE_META_REMOVE = (
@@ -118,6 +123,10 @@ def _row_rule(row: AnnexERow, options: frozenset[str]) -> tuple[str, str]:
             return f"JITTER {field} func:date_shift", f"{note}; shifted per patient"
         if decided_by == "retain_long_modified_dates" and vr == "TM":
             return f"KEEP {field}", f"{note}; times of day kept, dates shifted"
+        if decided_by == "clean_structured_content" and vr == "SQ":
+            # The content items are cleaned by their own rules: TextValue
+            # cleaned, PersonName a dummy, dates shifted, UIDs mapped.
+            return "", f"{note}; kept, its content items cleaned by their rules"
         if decided_by == "clean_descriptors" and vr in _TEXT_VRS:
             return f"REPLACE {field} func:clean_text", f"{note}; identifying words out"
         # TODO(issue 3): structured content, graphics and the other C cells;
@@ -167,6 +176,8 @@ def _pattern_rules(row: AnnexERow, options: frozenset[str]) -> list[str]:
 
 
 def _additions(options: frozenset[str]) -> list[str]:
+    cleaned = {"clean_structured_content", "clean_descriptors"} & options
+    extra_remove = [k for k in _EXTRA_REMOVE if not (cleaned and k == "TextValue")]
     lines = [
         "",
         "# --- Added by exporter: places Table E.1-1 does not list by tag ---",
@@ -175,7 +186,8 @@ def _additions(options: frozenset[str]) -> list[str]:
         "# Public elements no dictionary knows: their content is unknown.",
         "REMOVE ALL func:is_unknown_public",
         "# Locators, free text and issuers the table does not list.",
-        *[f"REMOVE {keyword}" for keyword in _EXTRA_REMOVE],
+        *[f"REMOVE {keyword}" for keyword in extra_remove],
+        *(_CLEANED_TEXT_VALUE if cleaned else []),
         "# File meta that names the sending system.",
     ]
     lines += [f"REMOVE {keyword}" for keyword in _FILE_META_REMOVE]

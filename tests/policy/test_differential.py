@@ -244,3 +244,12 @@ def test_clean_descriptors_agrees_with_deid(corpus: list[Path], tmp_path: Path) 
     recipe = build_recipe(frozenset({"clean_descriptors"}))
     assert "func:clean_text" in recipe
     assert _compare(recipe, corpus, tmp_path) == {}
+
+
+def test_clean_structured_content_agrees_with_deid(
+    corpus: list[Path], tmp_path: Path
+) -> None:
+    """The Clean Structured Content profile runs the same in deid (where it runs)."""
+    recipe = build_recipe(frozenset({"clean_structured_content"}))
+    assert "REPLACE TextValue func:clean_text" in recipe
+    assert _compare(recipe, corpus, tmp_path) == {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import cache
 
 import pytest
+from pydicom.datadict import dictionary_VR
 
 from exporter.policy.annex_e import AnnexERow, decide, table_e1_1
 from exporter.policy.explain import _STRENGTH, Explained, explain
@@ -27,11 +28,19 @@ def _explained(options: frozenset[str]) -> dict[str, Explained]:
     return {r.tag: r for r in rows}
 
 
+def _is_sequence(row: AnnexERow) -> bool:
+    try:
+        return bool(dictionary_VR(row.tag_int) == "SQ")
+    except KeyError:
+        return False
+
+
 def _acceptable(expected: str, got: Explained | None, row: AnnexERow) -> bool:
     """The compiled action does what the table asks, or removes more."""
     if got is None:
-        # No rule: the element is kept and, if a sequence, its items cleaned.
-        return expected in ("K", "U*")
+        # No rule: the element is kept and, if a sequence, its items cleaned
+        # (which is how a sequence is cleaned under Clean Structured Content).
+        return expected in ("K", "U*") or (expected == "C" and _is_sequence(row))
     if expected == got.code:
         return True
     if expected in ("Z", "D") and got.code in ("Z", "D", "X"):
