@@ -63,7 +63,7 @@ def _code(rule: Rule) -> str:
         return "Z"
     if rule.action == "KEEP":
         return "K"
-    if rule.action == "JITTER" or rule.func == "age_cap":
+    if rule.action == "JITTER" or rule.func in ("age_cap", "clean_text"):
         return "C"
     if rule.func == "uid":
         return "U"

@@ -89,6 +89,7 @@ _FILE_META_REMOVE = (
 
 
 _TEXT_VRS = {"SH", "LO", "ST", "LT", "UT", "UC"}
+_OVERLAY_GROUPS = range(0x6000, 0x6020, 2)
 
 
 def _field(row: AnnexERow) -> str:
@@ -123,7 +124,7 @@ def _row_rule(row: AnnexERow, options: frozenset[str]) -> tuple[str, str]:
             return f"JITTER {field} func:date_shift", f"{note}; shifted per patient"
         if decided_by == "retain_long_modified_dates" and vr == "TM":
             return f"KEEP {field}", f"{note}; times of day kept, dates shifted"
-        if decided_by == "clean_structured_content" and vr == "SQ":
+        if decided_by in ("clean_structured_content", "clean_graphics") and vr == "SQ":
             # The content items are cleaned by their own rules: TextValue
             # cleaned, PersonName a dummy, dates shifted, UIDs mapped.
             return "", f"{note}; kept, its content items cleaned by their rules"
@@ -167,10 +168,20 @@ def _pattern_rules(row: AnnexERow, options: frozenset[str]) -> list[str]:
             "Table E.3.10-1 (by private creator and offset) and their creators stay",
             "REMOVE ALL func:is_unsafe_private",
         ]
-    # TODO(issue 3): Clean Graphics turns the curve and overlay rows into C;
-    # until then they are removed, whatever the option says.
+    if row.tag == "60xx,4000" and decided_by == "clean_graphics":
+        # The comments are text: cleaned in each of the 16 overlay groups.
+        return [
+            f"# ({row.tag}) {row.name}: {code} ({decided_by}); text cleaned",
+            *[f"REPLACE ({g:04X},4000) func:clean_text" for g in _OVERLAY_GROUPS],
+        ]
+    # TODO(issue 4): curve and overlay bitmaps may hold drawn text that only
+    # pixel analysis can find; until then they are removed even under Clean
+    # Graphics, which is stricter than the option asks.
+    note = "; removed in every group"
+    if decided_by == "clean_graphics":
+        note += " (bitmaps and curves cannot be cleaned yet)"
     return [
-        f"# ({row.tag}) {row.name}: {code} ({decided_by}); removed in every group",
+        f"# ({row.tag}) {row.name}: {code} ({decided_by}){note}",
         f"REMOVE ALL func:{funcs[row.tag]}",
     ]
 
@@ -178,11 +189,25 @@ def _pattern_rules(row: AnnexERow, options: frozenset[str]) -> list[str]:
 def _additions(options: frozenset[str]) -> list[str]:
     cleaned = {"clean_structured_content", "clean_descriptors"} & options
     extra_remove = [k for k in _EXTRA_REMOVE if not (cleaned and k == "TextValue")]
+    if "clean_graphics" in options:
+        overlay_text = [
+            "# Overlay Description and Label are cleaned under Clean Graphics (the",
+            "# text of graphic annotations keeps its Basic Profile dummy, D).",
+            *[
+                f"REPLACE ({g:04X},{e:04X}) func:clean_text"
+                for g in _OVERLAY_GROUPS
+                for e in (0x0022, 0x1500)
+            ],
+        ]
+    else:
+        overlay_text = [
+            "# Overlay Description and Label are free text drawn on the image.",
+            "REMOVE ALL func:is_overlay_text",
+        ]
     lines = [
         "",
         "# --- Added by exporter: places Table E.1-1 does not list by tag ---",
-        "# Overlay Description and Label are free text drawn on the image.",
-        "REMOVE ALL func:is_overlay_text",
+        *overlay_text,
         "# Public elements no dictionary knows: their content is unknown.",
         "REMOVE ALL func:is_unknown_public",
         "# Locators, free text and issuers the table does not list.",

@@ -253,3 +253,10 @@ def test_clean_structured_content_agrees_with_deid(
     recipe = build_recipe(frozenset({"clean_structured_content"}))
     assert "REPLACE TextValue func:clean_text" in recipe
     assert _compare(recipe, corpus, tmp_path) == {}
+
+
+def test_clean_graphics_agrees_with_deid(corpus: list[Path], tmp_path: Path) -> None:
+    """The Clean Graphics profile (overlay text cleaned per group) runs the same in deid."""
+    recipe = build_recipe(frozenset({"clean_graphics"}))
+    assert "REPLACE (6000,0022) func:clean_text" in recipe
+    assert _compare(recipe, corpus, tmp_path) == {}
