@@ -148,6 +148,23 @@ def decide(row: AnnexERow, options: frozenset[str]) -> tuple[str, str]:
     return COMPOUND_RESOLUTION.get(row.basic, row.basic), "basic"
 
 
+def decided_text(row: AnnexERow, options: frozenset[str]) -> str:
+    """``code (option)``, naming any option in force that the precedence overruled."""
+    code, decided_by = decide(row, options)
+    overruled = [
+        f"{o} {row.options[o]}"
+        for o in OPTION_PRECEDENCE
+        if o in options
+        and o in row.options
+        and o != decided_by
+        and row.options[o] != code
+    ]
+    text = f"{code} ({decided_by}"
+    if overruled:
+        text += ", over " + ", ".join(overruled)
+    return text + ")"
+
+
 def validate_options(options: frozenset[str]) -> None:
     """Refuse unknown options and the two date options together."""
     unknown = sorted(options - OPTIONS.keys())

@@ -19,6 +19,7 @@ from exporter.policy.annex_e import (
     COMPOUND_RESOLUTION,
     AnnexERow,
     decide,
+    decided_text,
     table_e1_1,
 )
 from exporter.policy.recipe import CompiledRecipe, Rule, repeater_key
@@ -122,8 +123,7 @@ def explain(
             action, code = "KEEP (times of day; dates are shifted)", "C"
         decided_by = lines
         if row is not None and options is not None:
-            annex_code, option = decide(row, options)
-            decided_by = f"E.1-1 {annex_code} ({option}); {lines}"
+            decided_by = f"E.1-1 {decided_text(row, options)}; {lines}"
         elif row is None:
             decided_by = f"{lines} (not in Table E.1-1)"
         keyword = row.keyword if row else keyword_for_tag(tag)

@@ -171,3 +171,21 @@ def test_diff_of_the_shipped_profiles_shows_the_options() -> None:
         result.stdout
     )
     assert "| (0010,0040) | Patient's Sex | BLANK (Z) | KEEP (K) |" in result.stdout
+
+
+def test_explain_says_which_option_won() -> None:
+    """Device Identity (K) and Modified Dates (C) disagree: the explanation says so."""
+    result = runner.invoke(
+        app,
+        [
+            "recipe",
+            "explain",
+            "--option",
+            "retain_device_identity",
+            "--option",
+            "retain_long_modified_dates",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    (line,) = [x for x in result.stdout.splitlines() if x.startswith("| (0018,1200)")]
+    assert "E.1-1 C (retain_long_modified_dates, over retain_device_identity K)" in line
