@@ -290,14 +290,14 @@ def recipe_explain(
         ),
     ] = None,
     output_format: Annotated[
-        str, typer.Option("--format", help="md or csv.", show_default=True)
+        str, typer.Option("--format", help="md, csv or html.", show_default=True)
     ] = "md",
 ) -> None:
     """Print, attribute by attribute, what a policy does and what decided it."""
-    from exporter.policy.explain import explain, to_csv, to_markdown
+    from exporter.policy.explain import explain, to_csv, to_html, to_markdown
 
-    if output_format not in ("md", "csv"):
-        raise typer.BadParameter("--format must be md or csv")
+    if output_format not in ("md", "csv", "html"):
+        raise typer.BadParameter("--format must be md, csv or html")
     try:
         compiled, options, title = _policy(recipe, option)
     except ExporterError as exc:
@@ -306,6 +306,8 @@ def recipe_explain(
     rows, findings = explain(compiled, options)
     if output_format == "csv":
         typer.echo(to_csv(rows, findings), nl=False)
+    elif output_format == "html":
+        typer.echo(to_html(rows, findings, f"What {title} does"), nl=False)
     else:
         typer.echo(to_markdown(rows, findings, f"What {title} does"), nl=False)
     if findings:

@@ -10,6 +10,7 @@ leaves weaker than the Basic Profile flagged.
 from __future__ import annotations
 
 import csv
+import html
 import io
 from dataclasses import dataclass
 
@@ -296,3 +297,38 @@ def diff_markdown(changes: list[tuple[str, str, str, str]], a: str, b: str) -> s
     out += [f"| tag | name | {a} | {b} |", "|---|---|---|---|"]
     out += [f"| {t} | {n} | {x} | {y} |" for t, n, x, y in changes]
     return "\n".join(out) + "\n"
+
+
+def to_html(rows: list[Explained], findings: list[Finding], title: str) -> str:
+    """The explain table and coverage check as one self-contained HTML page."""
+    esc = html.escape
+    body = [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{esc(title)}</title>",
+        "<style>body{font-family:sans-serif}table{border-collapse:collapse}"
+        "td,th{border:1px solid #999;padding:2px 6px;text-align:left}"
+        ".weak{background:#fdd}</style></head><body>",
+        f"<h1>{esc(title)}</h1>",
+        "<table><thead><tr><th>tag</th><th>keyword</th><th>name</th><th>action</th>"
+        "<th>code</th><th>decided by</th></tr></thead><tbody>",
+    ]
+    weak = {f.tag for f in findings}
+    for r in rows:
+        cls = ' class="weak"' if r.tag in weak else ""
+        cells = [r.tag, r.keyword, r.name, r.action, r.code, r.decided_by]
+        body.append(
+            f"<tr{cls}>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>"
+        )
+    body.append("</tbody></table>")
+    body.append("<h2>Coverage against PS3.15 Table E.1-1</h2>")
+    if not findings:
+        body.append("<p>No row is left weaker than the table asks.</p>")
+    else:
+        body.append(f"<p>{len(findings)} weaker than the table asks:</p><ul>")
+        body += [
+            f"<li>{esc(f.tag)} {esc(f.name)}: {esc(f.message)}</li>" for f in findings
+        ]
+        body.append("</ul>")
+    body.append("</body></html>")
+    return "\n".join(body) + "\n"

@@ -189,3 +189,13 @@ def test_explain_says_which_option_won() -> None:
     assert result.exit_code == 0, result.output
     (line,) = [x for x in result.stdout.splitlines() if x.startswith("| (0018,1200)")]
     assert "E.1-1 C (retain_long_modified_dates, over retain_device_identity K)" in line
+
+
+def test_html_marks_the_weak_rows(tmp_path: Path) -> None:
+    """--format html: one page, escaped, with the weak rows marked."""
+    path = _recipe(tmp_path, "KEEP PatientName")
+    result = runner.invoke(app, ["recipe", "explain", str(path), "--format", "html"])
+    assert result.exit_code == 3
+    assert result.stdout.startswith("<!doctype html>")
+    assert '<tr class="weak"><td>(0010,0010)</td>' in result.stdout
+    assert "Patient&#x27;s Name" in result.stdout
