@@ -60,9 +60,12 @@ def _engine() -> Any:
         raise MissingExtra(
             "text detection needs the pixels extra: pip install 'exporter[pixels]'"
         ) from exc
-    # RapidOCR logs every model it loads at INFO; keep that out of our output.
-    logging.getLogger("RapidOCR").setLevel(logging.WARNING)
-    return RapidOCR()
+    # RapidOCR logs each model it loads, and every empty result: keep it quiet
+    # (before construction, and after, which sets its own level).
+    logging.getLogger("RapidOCR").setLevel(logging.ERROR)
+    engine = RapidOCR()
+    logging.getLogger("RapidOCR").setLevel(logging.ERROR)
+    return engine
 
 
 def rapidocr_detector(image: NDArray[np.uint8]) -> list[Box]:
