@@ -102,10 +102,13 @@ def _summary_line(summary: JobSummary) -> str:
     rows = ", ".join(
         f"{n} {status}" for status, n in sorted(summary.rows_status.items())
     )
+    scrubbed = ""
+    if summary.pixels_cleaned:
+        scrubbed = f"{summary.pixels_cleaned} with burned-in text scrubbed; "
     line = (
         f"export {summary.export_id}: {summary.exported} instances exported "
         f"({summary.bytes_out / 1e6:.1f} MB) from {summary.studies} studies; "
-        f"{summary.quarantined} quarantined, {summary.failed} failed; "
+        f"{summary.quarantined} quarantined, {summary.failed} failed; {scrubbed}"
         f"manifest rows: {rows or 'none'}"
     )
     skipped = sum(summary.source_skipped.values())

@@ -966,6 +966,8 @@ def _write_burned_in(
     """Write an ultrasound and a secondary capture study after `prior`."""
     written = []
     patient, day = prior.patient, prior.date
+    # Burned-in text must be legible to be found: captures are never tiny.
+    shape = (max(shape[0], 256), max(shape[1], 256))
     for modality, annotation in (("US", None), ("OT", "YES")):
         day += dt.timedelta(days=gen.rng.randrange(7, 60))
         plan = gen.study(patient, f"burned/{modality}", day, modality, root)
@@ -986,7 +988,8 @@ def _write_burned_in(
             directory=plan.directory / f"S01_{modality}",
             burned_in_annotation=annotation,
         )
-        frames = _Frames(np_rng, shape, modality)
+        banner = f"{patient.given} {patient.surname}\nMRN {patient.planted.patient_id}"
+        frames = _Frames(np_rng, shape, modality, banner)
         paths = _write_series(plan, series, frames)
         written.append(_planted_study(plan, [series], paths, burned_in=True))
     return written
@@ -1468,7 +1471,11 @@ class _Frames:
     """Pixel frames of one series: a phantom plus noise that shifts per frame."""
 
     def __init__(
-        self, rng: np.random.Generator, shape: tuple[int, int], modality: str
+        self,
+        rng: np.random.Generator,
+        shape: tuple[int, int],
+        modality: str,
+        banner: str | None = None,
     ) -> None:
         spec = _MODALITIES[modality]
         rows, columns = shape
@@ -1476,7 +1483,7 @@ class _Frames:
         self._dtype = np.dtype("<u2") if spec.bits == 16 else np.dtype("u1")
         base = _phantom(shape, spec.levels)
         if spec.bits == 8:
-            _burn_banner(base)
+            _burn_banner(base, banner)
         self._base = base.astype(self._dtype)
         noise_shape = (rows + _NOISE_SHIFT, columns)
         self._noise = rng.integers(0, spec.noise, size=noise_shape, dtype=self._dtype)
@@ -1505,9 +1512,26 @@ def _phantom(
     return image
 
 
-def _burn_banner(image: npt.NDArray[np.int32]) -> None:
-    """Draw bright glyph-like blocks along the top, as burned-in text looks."""
+def _burn_banner(image: npt.NDArray[np.int32], text: str | None = None) -> None:
+    """Burn ``text`` along the top, as scanners do; glyph-like blocks without it.
+
+    Real letters need Pillow (the ``pixels`` extra); without it, blocks stand in.
+    """
     rows, columns = image.shape
+    if text:
+        try:
+            from PIL import Image, ImageDraw, ImageFont
+        except ImportError:
+            pass
+        else:
+            canvas = Image.new("L", (columns, rows), 0)
+            draw = ImageDraw.Draw(canvas)
+            size = max(10, rows // 20)
+            font = ImageFont.load_default(size=size)
+            for line, words in enumerate(text.split("\n")):
+                draw.text((6, 4 + line * (size + 6)), words, fill=255, font=font)
+            image[np.asarray(canvas) > 96] = _BANNER
+            return
     top = max(1, rows // 32)
     height = max(2, rows // 16)
     for left in range(2, columns // 2, 6):

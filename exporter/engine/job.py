@@ -107,6 +107,7 @@ class JobSummary:
     quarantined: int = 0
     failed: int = 0
     bytes_out: int = 0
+    pixels_cleaned: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     source_skipped: Counter[str] = field(default_factory=Counter)
 
@@ -229,6 +230,7 @@ def _record(engine: Engine, job_id: str, result: StudyResult) -> None:
         task.quarantined = result.quarantined
         task.failed = result.failed
         task.bytes_out = result.bytes_out
+        task.pixels_cleaned = result.pixels_cleaned
         session.add(task)
         session.commit()
 
@@ -397,6 +399,7 @@ def _finalize(
     summary.quarantined = sum(t.quarantined for t in tasks)
     summary.failed = sum(t.failed for t in tasks)
     summary.bytes_out = sum(t.bytes_out for t in tasks)
+    summary.pixels_cleaned = sum(t.pixels_cleaned for t in tasks)
     recipe_name = recipe.path
     write_provenance(
         out / "provenance.json",
@@ -423,6 +426,7 @@ def _finalize(
                 "instances_quarantined": summary.quarantined,
                 "instances_failed": summary.failed,
                 "bytes_exported": summary.bytes_out,
+                "instances_pixels_cleaned": summary.pixels_cleaned,
             },
         },
     )
@@ -538,6 +542,7 @@ def run_job(request: RunRequest, progress: Progress | None = None) -> JobSummary
                 recipe_text=recipe.text,
                 recipe_path=recipe.path,
                 options=options,
+                clean_pixels="clean_pixel_data" in (request.options or ()),
             )
             for t in pending
         )

@@ -24,6 +24,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
+    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
@@ -41,6 +42,7 @@ from exporter.engine.rawfile import (
     read_source,
 )
 from exporter.errors import ActionError
+from exporter.pixels.clean import clean_pixel_data
 from exporter.policy.annex_e import BASIC_PROFILE_CODE, OPTIONS
 from exporter.policy.apply import apply_recipe, encode_raw
 from exporter.policy.functions import InstanceContext
@@ -69,6 +71,7 @@ class StudyTask:
     recipe_path: str
     options: tuple[str, ...] | None  # Annex E options, None for a custom recipe
     shard: int = 0  # a large study runs as several shards, on several workers
+    clean_pixels: bool = False  # scrub burned-in text instead of quarantining
 
 
 @dataclass
@@ -79,6 +82,7 @@ class StudyResult:
     shard: int = 0
     exported: int = 0
     bytes_out: int = 0
+    pixels_cleaned: int = 0
     outcomes: list[tuple[str, str, str, str | None]] = field(default_factory=list)
     linkage: dict[tuple[str, str], str] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -87,6 +91,7 @@ class StudyResult:
         """Add another shard's result of the same study."""
         self.exported += other.exported
         self.bytes_out += other.bytes_out
+        self.pixels_cleaned += other.pixels_cleaned
         self.outcomes += other.outcomes
         self.linkage.update(other.linkage)
         self.rows += other.rows
@@ -159,7 +164,9 @@ def _stamp(
         ds[elem.tag] = copy.deepcopy(elem)
 
 
-def _encode(ds: Dataset, source: SourceFile) -> list[bytes | memoryview]:
+def _encode(
+    ds: Dataset, source: SourceFile, rewritten: UID | None = None
+) -> list[bytes | memoryview]:
     """Serialize with a file meta rebuilt from the cleaned dataset alone.
 
     The source's Pixel Data element, when kept apart, follows the header byte
@@ -167,6 +174,8 @@ def _encode(ds: Dataset, source: SourceFile) -> list[bytes | memoryview]:
     """
     old = getattr(ds, "file_meta", None)
     syntax = old.get("TransferSyntaxUID") if old is not None else None
+    if rewritten is not None:
+        syntax = rewritten  # new pixel data, in this syntax
     if syntax is None:
         if ds.original_encoding[0]:
             syntax = ImplicitVRLittleEndian
@@ -184,7 +193,10 @@ def _encode(ds: Dataset, source: SourceFile) -> list[bytes | memoryview]:
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     meta.ImplementationVersionName = f"EXPORTER_{__version__}"[:16]
     ds.file_meta = meta
-    if syntax in (DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian):
+    if rewritten is not None or syntax in (
+        DeflatedExplicitVRLittleEndian,
+        ExplicitVRBigEndian,
+    ):
         # Rare syntaxes: let pydicom write everything.
         ds.preamble = b"\x00" * 128
         buffer = io.BytesIO()
@@ -240,7 +252,15 @@ def _one(
         _stamp(ds, recipe, task.options)
         safe = "retain_safe_private" in (task.options or ())
         problems = release_problems(ds, safe)
-        data = _encode(ds, source)
+        syntax = None
+        if risk and task.clean_pixels and not problems:
+            why = clean_pixel_data(item, ds)
+            if why is None:
+                risk, syntax = None, ExplicitVRLittleEndian
+                result.pixels_cleaned += 1
+            else:
+                risk = f"{risk}; {why}"
+        data = _encode(ds, source, syntax)
         sop = safe_component(str(ds.SOPInstanceUID))
         relative = Path(
             "dicom",

@@ -103,6 +103,8 @@ def _strokes(gray: NDArray[np.float64]) -> NDArray[np.bool_]:
         between = (mean_all * weights - total * means) ** 2 / (
             weights * (total - weights)
         )
+    if np.all(np.isnan(between)):
+        return np.zeros(gray.shape, dtype=bool)  # one flat value: nothing drawn
     threshold = edges[int(np.nanargmax(between))]
     bright = gray > threshold
     strokes = bright if bright.sum() <= bright.size / 2 else ~bright

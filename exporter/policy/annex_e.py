@@ -34,6 +34,8 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "clean_descriptors": ("113105", "Clean Descriptors Option"),
     "clean_structured_content": ("113104", "Clean Structured Content Option"),
     "clean_graphics": ("113103", "Clean Graphics Option"),
+    # Not a column of Table E.1-1: the engine scrubs burned-in text (OCR).
+    "clean_pixel_data": ("113101", "Clean Pixel Data Option"),
 }
 BASIC_PROFILE_CODE = ("113100", "Basic Application Confidentiality Profile")
 
@@ -107,7 +109,7 @@ def table_e1_1() -> tuple[AnnexERow, ...]:
                 keyword=record["keyword"],
                 name=record["name"],
                 basic=record["basic_profile"],
-                options={k: record[k] for k in OPTIONS if record[k]},
+                options={k: record[k] for k in OPTIONS if record.get(k)},
                 retired=record["retired"] == "Y",
             )
         )

@@ -64,6 +64,7 @@ class Task(SQLModel, table=True):
     quarantined: int = 0
     failed: int = 0
     bytes_out: int = 0
+    pixels_cleaned: int = 0  # released after burned-in text was scrubbed
 
 
 class RowMatch(SQLModel, table=True):

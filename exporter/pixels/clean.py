@@ -1,0 +1,72 @@
+"""Clean Pixel Data for one instance: decode, scrub every frame, store uncompressed.
+
+Policy: a cleaned image is written uncompressed (Explicit VR Little Endian) in
+its own photometric interpretation, except YBR which becomes RGB; a lossy source
+keeps LossyImageCompression 01. BurnedInAnnotation is set to NO only here, after
+every frame was checked and nothing legible was left.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.pixels import convert_color_space
+
+from exporter.pixels.frames import as_frames
+from exporter.pixels.ocr import TextDetector, rapidocr_detector
+from exporter.pixels.scrub import scrub_frames
+
+
+def clean_pixel_data(
+    path: str, ds: Dataset, detect: TextDetector = rapidocr_detector
+) -> str | None:
+    """Put the scrubbed pixels of the file at ``path`` into the cleaned ``ds``.
+
+    Returns
+    -------
+    str or None
+        Why the pixels could not be cleaned (the instance stays quarantined),
+        or None when ``ds`` now holds clean, uncompressed pixel data.
+    """
+    source = pydicom.dcmread(path, force=True)
+    syntax = getattr(getattr(source, "file_meta", None), "TransferSyntaxUID", None)
+    photometric = str(source.get("PhotometricInterpretation", "")).upper()
+    if photometric == "PALETTE COLOR":
+        return "palette colour images are not cleaned yet"
+    try:
+        pixels = source.pixel_array
+    except Exception as exc:
+        name = syntax.name if syntax is not None else "unknown transfer syntax"
+        return f"cannot decode the pixel data ({name}: {type(exc).__name__})"
+    if photometric.startswith("YBR"):
+        pixels = convert_color_space(pixels, photometric, "RGB")
+        photometric = "RGB"
+    frames = np.array(
+        as_frames(
+            pixels,
+            int(source.get("NumberOfFrames", 1) or 1),
+            int(source.get("SamplesPerPixel", 1) or 1),
+        )
+    )
+    report = scrub_frames(frames, detect, monochrome1=photometric == "MONOCHROME1")
+    if not report.clean:
+        left = sum(len(r) for r in report.remaining)
+        return f"text still found after scrubbing ({left} boxes)"
+
+    data = frames.astype(frames.dtype.newbyteorder("<"), copy=False).tobytes()
+    if len(data) % 2:
+        data += b"\x00"
+    ds.PixelData = data
+    ds["PixelData"].VR = "OB" if frames.dtype.itemsize == 1 else "OW"
+    ds.PhotometricInterpretation = photometric
+    if photometric == "RGB":
+        ds.PlanarConfiguration = 0
+    if syntax is not None and syntax.is_compressed and not _lossless(syntax):
+        ds.LossyImageCompression = "01"
+    ds.BurnedInAnnotation = "NO"
+    return None
+
+
+def _lossless(syntax: pydicom.uid.UID) -> bool:
+    return bool(getattr(syntax, "is_lossless", False))

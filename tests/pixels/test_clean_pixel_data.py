@@ -1,0 +1,96 @@
+"""Clean Pixel Data in an export: captures released scrubbed, or held with a reason."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
+
+pytest.importorskip("rapidocr", reason="the pixels extra is not installed")
+
+from exporter.engine.job import RunRequest, run_job
+from exporter.pixels.clean import clean_pixel_data
+from exporter.pixels.ocr import Box, rapidocr_detector
+from exporter.policy.profile import DEFAULT_OPTIONS
+from exporter.synthetic import make_source, write_manifest
+
+
+def test_export_releases_captures_scrubbed(tmp_path: Path) -> None:
+    """US and secondary capture: scrubbed, BurnedInAnnotation NO, no text left."""
+    source = make_source(tmp_path / "src", seed=4, patients=1, with_bad_files=False)
+    captures = [s for s in source.studies if s.burned_in]
+    manifest = write_manifest(
+        tmp_path / "m.csv", [{"StudyInstanceUID": s.study_uid} for s in captures]
+    )
+    out = tmp_path / "out"
+
+    summary = run_job(
+        RunRequest(
+            manifest,
+            str(tmp_path / "src"),
+            out,
+            tmp_path / "ws",
+            options=DEFAULT_OPTIONS | {"clean_pixel_data"},
+        )
+    )
+
+    assert summary.quarantined == 0 and summary.pixels_cleaned == 2
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert provenance["counts"]["instances_pixels_cleaned"] == 2
+    assert "113101" in json.dumps(provenance) or provenance["recipe"]["options"]
+    mrn = source.studies[0].patient.patient_id
+    for path in (out / "dicom").rglob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        assert ds.BurnedInAnnotation == "NO"
+        assert ds.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+        view = np.stack([ds.pixel_array.astype(np.uint8)] * 3, axis=-1)
+        assert rapidocr_detector(view) == [], path.name
+        assert mrn.encode() not in path.read_bytes()
+
+
+def test_without_the_option_captures_stay_quarantined(tmp_path: Path) -> None:
+    """The default profile does not scrub: the captures are held back."""
+    source = make_source(tmp_path / "src", seed=4, patients=1, with_bad_files=False)
+    captures = [s for s in source.studies if s.burned_in]
+    manifest = write_manifest(
+        tmp_path / "m.csv", [{"StudyInstanceUID": s.study_uid} for s in captures]
+    )
+    summary = run_job(
+        RunRequest(manifest, str(tmp_path / "src"), tmp_path / "out", tmp_path / "ws")
+    )
+    assert summary.quarantined == 2 and summary.pixels_cleaned == 0
+
+
+def test_text_that_cannot_be_removed_keeps_the_instance_held(tmp_path: Path) -> None:
+    """A detector that still sees text after painting: a reason, not a release."""
+
+    def stubborn(image: np.ndarray) -> list[Box]:
+        return [Box(0, 0, 4, 4)]
+
+    ds = Dataset()
+    why = clean_pixel_data(
+        str(get_testdata_file("SC_rgb_dcmtk_+eb+cr.dcm")), ds, stubborn
+    )
+    assert why is not None and why.startswith("text still found after scrubbing")
+    assert "BurnedInAnnotation" not in ds
+
+
+def test_palette_colour_is_refused_with_a_reason() -> None:
+    """PALETTE COLOR is not cleaned yet: the reason says so."""
+    why = clean_pixel_data(str(get_testdata_file("examples_palette.dcm")), Dataset())
+    assert why == "palette colour images are not cleaned yet"
+
+
+def test_ybr_is_cleaned_to_rgb() -> None:
+    """YBR_FULL_422 images come out as RGB, uncompressed and flagged."""
+    ds = Dataset()
+    why = clean_pixel_data(
+        str(get_testdata_file("SC_ybr_full_422_uncompressed.dcm")), ds
+    )
+    assert why is None
+    assert ds.PhotometricInterpretation == "RGB" and ds.BurnedInAnnotation == "NO"
