@@ -62,11 +62,26 @@ def clean_pixel_data(
     ds.PhotometricInterpretation = photometric
     if photometric == "RGB":
         ds.PlanarConfiguration = 0
-    if syntax is not None and syntax.is_compressed and not _lossless(syntax):
+    # PS3.3 C.7.6.1.1.5: once lossy, always flagged lossy, even uncompressed.
+    if str(source.get("LossyImageCompression", "")) == "01" or syntax in _LOSSY:
         ds.LossyImageCompression = "01"
     ds.BurnedInAnnotation = "NO"
     return None
 
 
-def _lossless(syntax: pydicom.uid.UID) -> bool:
-    return bool(getattr(syntax, "is_lossless", False))
+# Transfer syntaxes that are always lossy; JPEG 2000 (.91) and HTJ2K (.203)
+# may be either, and then the source's own LossyImageCompression decides.
+_LOSSY = {
+    "1.2.840.10008.1.2.4.50",  # JPEG Baseline
+    "1.2.840.10008.1.2.4.51",  # JPEG Extended
+    "1.2.840.10008.1.2.4.81",  # JPEG-LS Near-Lossless
+    "1.2.840.10008.1.2.4.100",  # MPEG2
+    "1.2.840.10008.1.2.4.101",
+    "1.2.840.10008.1.2.4.102",  # MPEG-4
+    "1.2.840.10008.1.2.4.103",
+    "1.2.840.10008.1.2.4.104",
+    "1.2.840.10008.1.2.4.105",
+    "1.2.840.10008.1.2.4.106",
+    "1.2.840.10008.1.2.4.107",  # HEVC
+    "1.2.840.10008.1.2.4.108",
+}

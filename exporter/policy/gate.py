@@ -70,14 +70,17 @@ def burned_in_risk(ds: Dataset) -> str | None:
         return f"overlay {embedded} is stored in the pixel data bits"
     if "EncapsulatedDocument" in ds:
         return "encapsulated document"
+    # Captures carry text so often that their flag NO is not trusted alone:
+    # they are checked (Clean Pixel Data) or held back whatever it says.
+    sop_class = str(ds.get("SOPClassUID", ""))
+    modality = str(ds.get("Modality", "")).upper()
+    kind = _CAPTURE_CLASSES.get(sop_class) or _CAPTURE_MODALITIES.get(modality)
+    if kind is not None and flag == "NO":
+        return f"{kind}: BurnedInAnnotation NO is not trusted"
+    if kind is not None:
+        return f"{kind} without BurnedInAnnotation NO"
     if flag == "NO":
         return None
-    sop_class = str(ds.get("SOPClassUID", ""))
-    if sop_class in _CAPTURE_CLASSES:
-        return f"{_CAPTURE_CLASSES[sop_class]} without BurnedInAnnotation NO"
-    modality = str(ds.get("Modality", "")).upper()
-    if modality in _CAPTURE_MODALITIES:
-        return f"{_CAPTURE_MODALITIES[modality]} without BurnedInAnnotation NO"
     value = ds.get("ImageType") or []
     # A single value reads back as a plain string, not a one-item list.
     values = [value] if isinstance(value, str) else list(value)

@@ -94,3 +94,23 @@ def test_ybr_is_cleaned_to_rgb() -> None:
     )
     assert why is None
     assert ds.PhotometricInterpretation == "RGB" and ds.BurnedInAnnotation == "NO"
+
+
+@pytest.mark.parametrize(
+    ("name", "lossy"),
+    [
+        ("SC_rgb_jpeg_dcmtk.dcm", True),  # JPEG baseline
+        ("JPGExtended.dcm", True),
+        ("JPEGLSNearLossless_08.dcm", True),
+        ("MR_small_RLE.dcm", False),
+        ("SC_rgb_rle.dcm", False),
+        ("JPEG2000.dcm", True),  # its header says lossy: kept
+    ],
+)
+def test_compressed_sources_are_decoded_and_flagged(name: str, lossy: bool) -> None:
+    """pylibjpeg decodes each syntax; a lossy source stays flagged lossy."""
+    ds = Dataset()
+    why = clean_pixel_data(str(get_testdata_file(name)), ds)
+    assert why is None
+    assert (ds.get("LossyImageCompression") == "01") is lossy
+    assert len(ds.PixelData) % 2 == 0

@@ -54,7 +54,7 @@ def _dataset(**elements: object) -> Dataset:
                 "Modality": "US",
                 "BurnedInAnnotation": "NO",
             },
-            None,
+            "ultrasound: BurnedInAnnotation NO is not trusted",
             id="ultrasound-flag-no",
         ),
         pytest.param(
