@@ -62,8 +62,8 @@ def test_unsafe_private_by_creator_and_offset(tag: int, unsafe: bool) -> None:
     assert is_unsafe_private(None, ds[tag]) is unsafe  # type: ignore[arg-type]
 
 
-def test_export_keeps_safe_private_and_removes_the_rest(tmp_path: Path) -> None:
-    """With the option, the safe attribute and its creator stay, nothing else."""
+def _export(tmp_path: Path, options: frozenset[str] | None) -> tuple[Path, int]:
+    """Export the one-instance source; the exported file and the count."""
     ds = _dataset()
     source = tmp_path / "source"
     source.mkdir()
@@ -72,19 +72,18 @@ def test_export_keeps_safe_private_and_removes_the_rest(tmp_path: Path) -> None:
         tmp_path / "m.csv", [{"StudyInstanceUID": str(ds.StudyInstanceUID)}]
     )
     out = tmp_path / "out"
-
     summary = run_job(
-        RunRequest(
-            manifest,
-            str(source),
-            out,
-            tmp_path / "ws",
-            options=frozenset({"retain_safe_private"}),
-        )
+        RunRequest(manifest, str(source), out, tmp_path / "ws", options=options)
     )
-
-    assert summary.exported == 1, summary.reasons
     (path,) = list((out / "dicom").rglob("*.dcm"))
+    return path, summary.exported
+
+
+def test_export_keeps_safe_private_and_removes_the_rest(tmp_path: Path) -> None:
+    """With the option, the safe attribute and its creator stay, nothing else."""
+    path, exported_count = _export(tmp_path, frozenset({"retain_safe_private"}))
+
+    assert exported_count == 1
     exported = pydicom.dcmread(path)
     assert exported[0x00191023].value == "39.375"
     assert exported[0x00190010].value.strip() == SAFE_CREATOR
@@ -93,19 +92,11 @@ def test_export_keeps_safe_private_and_removes_the_rest(tmp_path: Path) -> None:
     assert b"HOLLOWAY" not in path.read_bytes()
     codes = [i.CodeValue for i in exported.DeidentificationMethodCodeSequence]
     assert "113111" in codes
-    provenance = json.loads((out / "provenance.json").read_text())
+    provenance = json.loads((tmp_path / "out" / "provenance.json").read_text())
     assert provenance["recipe"]["options"] == ["retain_safe_private"]
 
 
 def test_without_the_option_every_private_element_goes(tmp_path: Path) -> None:
     """The default profile removes safe private attributes too."""
-    ds = _dataset()
-    source = tmp_path / "source"
-    source.mkdir()
-    ds.save_as(source / "ct.dcm", enforce_file_format=True)
-    manifest = write_manifest(
-        tmp_path / "m.csv", [{"StudyInstanceUID": str(ds.StudyInstanceUID)}]
-    )
-    run_job(RunRequest(manifest, str(source), tmp_path / "out", tmp_path / "ws"))
-    (path,) = list((tmp_path / "out" / "dicom").rglob("*.dcm"))
+    path, _ = _export(tmp_path, None)
     assert not [e for e in pydicom.dcmread(path) if e.tag.group & 1]
