@@ -101,8 +101,10 @@ class CompiledRecipe:
     tag_purity: dict[int, bool] = field(default_factory=dict)
 
     def uses(self, func: str) -> bool:
-        """Whether any rule calls ``func:<func>``."""
-        return any(rule.func == func for rule in self.rules)
+        """Whether any rule calls ``func:<func>`` (asked per instance: cached)."""
+        if self._funcs is None:
+            self._funcs = frozenset(r.func for r in self.rules if r.func)
+        return func in self._funcs
 
     @property
     def all_pure(self) -> bool:
@@ -112,6 +114,7 @@ class CompiledRecipe:
         return self._all_pure
 
     _all_pure: bool | None = None
+    _funcs: frozenset[str] | None = None
 
 
 def _keyword_suggestion(word: str) -> str:
