@@ -43,6 +43,8 @@ from exporter.engine.rawfile import (
 )
 from exporter.errors import ActionError
 from exporter.pixels.clean import clean_pixel_data
+from exporter.pixels.ocr import rapidocr_detector
+from exporter.pixels.regions import Verdict, judge
 from exporter.policy.annex_e import BASIC_PROFILE_CODE, OPTIONS
 from exporter.policy.apply import apply_recipe, encode_raw
 from exporter.policy.functions import InstanceContext
@@ -246,6 +248,9 @@ def _one(
             result.outcomes.append((item, "failed", f"damaged source: {broken}", None))
             return
         risk = burned_in_risk(ds)
+        verdict = judge(ds, recipe.filters) if recipe.filters else Verdict()
+        if verdict.blacklisted:
+            risk = f"matched %filter blacklist rule {verdict.blacklisted!r}"
         if recipe.uses("clean_text"):
             ctx.tokens = identifying_tokens(ds)
         apply_recipe(ds, recipe, ctx)
@@ -253,13 +258,18 @@ def _one(
         safe = "retain_safe_private" in (task.options or ())
         problems = release_problems(ds, safe)
         syntax = None
-        if risk and task.clean_pixels and not problems:
-            why = clean_pixel_data(item, ds)
+        # Cleaned when a graylist rule gives regions, or OCR is asked for and
+        # something may be burned in; a blacklisted instance is never released.
+        by_rule = bool(verdict.regions)
+        wanted = by_rule or (risk is not None and task.clean_pixels)
+        if wanted and not verdict.blacklisted and not problems:
+            detect = rapidocr_detector if task.clean_pixels else None
+            why = clean_pixel_data(item, ds, detect, verdict.regions)
             if why is None:
                 risk, syntax = None, ExplicitVRLittleEndian
                 result.pixels_cleaned += 1
             else:
-                risk = f"{risk}; {why}"
+                risk = f"{risk or 'pixel regions'}; {why}"
         data = _encode(ds, source, syntax)
         sop = safe_component(str(ds.SOPInstanceUID))
         relative = Path(

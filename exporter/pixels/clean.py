@@ -15,11 +15,15 @@ from pydicom.pixels import convert_color_space
 
 from exporter.pixels.frames import as_frames
 from exporter.pixels.ocr import TextDetector, rapidocr_detector
+from exporter.pixels.regions import Region
 from exporter.pixels.scrub import scrub_frames
 
 
 def clean_pixel_data(
-    path: str, ds: Dataset, detect: TextDetector = rapidocr_detector
+    path: str,
+    ds: Dataset,
+    detect: TextDetector | None = rapidocr_detector,
+    regions: list[Region] | None = None,
 ) -> str | None:
     """Put the scrubbed pixels of the file at ``path`` into the cleaned ``ds``.
 
@@ -49,10 +53,13 @@ def clean_pixel_data(
             int(source.get("SamplesPerPixel", 1) or 1),
         )
     )
-    report = scrub_frames(frames, detect, monochrome1=photometric == "MONOCHROME1")
-    if not report.clean:
-        left = sum(len(r) for r in report.remaining)
-        return f"text still found after scrubbing ({left} boxes)"
+    if regions:
+        _clean_regions(frames, regions, photometric == "MONOCHROME1")
+    if detect is not None:
+        report = scrub_frames(frames, detect, monochrome1=photometric == "MONOCHROME1")
+        if not report.clean:
+            left = sum(len(r) for r in report.remaining)
+            return f"text still found after scrubbing ({left} boxes)"
 
     data = frames.astype(frames.dtype.newbyteorder("<"), copy=False).tobytes()
     if len(data) % 2:
@@ -67,6 +74,21 @@ def clean_pixel_data(
         ds.LossyImageCompression = "01"
     ds.BurnedInAnnotation = "NO"
     return None
+
+
+def _clean_regions(
+    frames: np.ndarray, regions: list[Region], monochrome1: bool
+) -> None:
+    """deid's mask: regions marked 0 are cleaned, 1 kept, in file order, per frame."""
+    keep = np.ones(frames.shape[1:3], dtype=bool)
+    for value, box in regions:
+        if box is None:
+            keep[:, :] = bool(value)
+        else:
+            x0, y0, x1, y1 = box
+            keep[y0:y1, x0:x1] = bool(value)
+    fill = frames.max() if monochrome1 else frames.min()
+    frames[:, ~keep] = fill
 
 
 # Transfer syntaxes that are always lossy; JPEG 2000 (.91) and HTJ2K (.203)

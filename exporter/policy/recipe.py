@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from pydicom.datadict import (
     DicomDictionary,
@@ -115,6 +116,8 @@ class CompiledRecipe:
 
     _all_pure: bool | None = None
     _funcs: frozenset[str] | None = None
+    # deid's parsed recipe when it has %filter sections (pixel regions).
+    filters: dict[str, Any] | None = None
 
 
 def _keyword_suggestion(word: str) -> str:
@@ -273,6 +276,46 @@ def _static_key(rule: Rule, path: str) -> int | tuple[int, str, int]:
     )
 
 
+FILTER_LISTS = ("blacklist", "graylist", "whitelist")
+_FILTER_WORDS = (
+    "label",
+    "contains",
+    "notcontains",
+    "equals",
+    "notequals",
+    "missing",
+    "present",
+    "empty",
+    "coordinates",
+    "keepcoordinates",
+    "ctpcoordinates",
+    "ctpkeepcoordinates",
+)
+
+
+def _check_filter_line(line: str, path: str, number: int) -> None:
+    """A %filter line: LABEL, a criterion (maybe after + or ||), or coordinates."""
+    word = line.lstrip("+|").strip().split(" ", 1)[0].lower()
+    if word not in _FILTER_WORDS:
+        raise RecipeError(
+            path,
+            number,
+            f"unknown %filter line {word!r}; expected LABEL, a criterion "
+            "(contains, equals, missing, ...) or coordinates",
+        )
+    if "coordinates" in word:
+        value = line.split(None, 1)[1].strip() if " " in line.strip() else ""
+        numbers = value.split(",")
+        if (
+            value != "all"
+            and not value.startswith("from:")
+            and (len(numbers) != 4 or not all(n.strip().isdigit() for n in numbers))
+        ):
+            raise RecipeError(
+                path, number, "coordinates are x0,y0,x1,y1 (or all, or from:Field)"
+            )
+
+
 def parse_rules(text: str, path: str) -> list[Rule]:
     """Check every line of a recipe and return its header rules in order.
 
@@ -292,14 +335,25 @@ def parse_rules(text: str, path: str) -> list[Rule]:
                 raise RecipeError(path, number, "expected 'FORMAT dicom'")
             continue
         if line.startswith("%"):
-            section = line.split("#", 1)[0].split()[0][1:].lower()
-            if section != "header":
+            words = line.split("#", 1)[0].split()
+            section = words[0][1:].lower()
+            if section == "filter":
+                if len(words) != 2 or words[1].lower() not in FILTER_LISTS:
+                    raise RecipeError(
+                        path,
+                        number,
+                        f"%filter needs a list name: {', '.join(FILTER_LISTS)}",
+                    )
+            elif section != "header":
                 raise RecipeError(
                     path,
                     number,
                     f"section %{section} is not supported yet; "
-                    "only %header (pixel %filter sections come with pixel scrubbing)",
+                    "only %header and %filter",
                 )
+            continue
+        if section == "filter":
+            _check_filter_line(line, path, number)
             continue
         if section != "header":
             raise RecipeError(path, number, "action outside a %header section")
@@ -332,7 +386,7 @@ def parse_rules(text: str, path: str) -> list[Rule]:
     return rules
 
 
-def _deid_cross_check(text: str, path: str, rules: list[Rule]) -> None:
+def _deid_cross_check(text: str, path: str, rules: list[Rule]) -> dict[str, Any] | None:
     """Parse with deid too; both parsers must see the same actions."""
     from deid.config import DeidRecipe
     from deid.logger import bot
@@ -346,7 +400,9 @@ def _deid_cross_check(text: str, path: str, rules: list[Rule]) -> None:
         sink = io.StringIO()
         try:
             with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-                parsed = DeidRecipe(str(copy)).get_actions() or []
+                loaded = DeidRecipe(str(copy))
+                parsed = loaded.get_actions() or []
+                filters = loaded.deid if loaded.get_filters() else None
         except SystemExit:
             raise RecipeError(path, None, "deid could not parse this recipe") from None
         finally:
@@ -363,6 +419,7 @@ def _deid_cross_check(text: str, path: str, rules: list[Rule]) -> None:
             )
     if len(ours) != len(theirs):
         raise RecipeError(path, None, "deid found a different number of actions")
+    return filters
 
 
 def compile_recipe(text: str, path: str = "<recipe>") -> CompiledRecipe:
@@ -376,9 +433,10 @@ def compile_recipe(text: str, path: str = "<recipe>") -> CompiledRecipe:
         The name used in messages and provenance (a file path or a label).
     """
     rules = parse_rules(text, path)
-    _deid_cross_check(text, path, rules)
+    filters = _deid_cross_check(text, path, rules)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     compiled = CompiledRecipe(path=path, digest=digest, text=text, rules=tuple(rules))
+    compiled.filters = filters
     for rule in rules:
         if rule.action == "ADD":
             _static_key(rule, path)
@@ -441,8 +499,8 @@ def compose(base: CompiledRecipe, user: CompiledRecipe, name: str) -> CompiledRe
     offset = len(lines)
     for line in user.text.splitlines():
         stripped = line.strip()
-        # deid reads one FORMAT and one %header: the user's become comments.
-        if re.match(r"^format\b", stripped, re.I) or stripped.lower() == "%header":
+        # One FORMAT line is enough; sections (%header, %filter) stay as written.
+        if re.match(r"^format\b", stripped, re.I):
             line = f"# {line}"
         lines.append(line)
     composed = compile_recipe("\n".join(lines) + "\n", name)

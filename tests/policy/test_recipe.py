@@ -146,7 +146,7 @@ INVALID = [
     pytest.param(
         "FORMAT dicom\n%header\nREMOVE PatientName\n%filter dangerscope\n",
         4,
-        r"section %filter is not supported yet; only %header",
+        r"%filter needs a list name: blacklist, graylist, whitelist",
         id="filter-section",
     ),
     pytest.param(

@@ -1,0 +1,59 @@
+"""deid %filter rules: which instances are blacklisted, and which regions to clean.
+
+deid evaluates the criteria (manufacturer, model, modality, ...) on the
+original header; its result names the list that matched and the coordinates
+to clean (0) or keep (1), in its convention ``x0,y0,x1,y1``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydicom.dataset import Dataset
+
+Region = tuple[int, tuple[int, int, int, int] | None]  # (keep 1 / clean 0, box or all)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the %filter rules say about one instance."""
+
+    blacklisted: str | None = None  # the matching rule's name
+    regions: list[Region] = field(default_factory=list)
+    matched: str | None = None  # the graylist rule that gave the regions
+
+
+def judge(ds: Dataset, filters: dict[str, Any]) -> Verdict:
+    """Evaluate deid's %filter rules on the original ``ds``."""
+    from deid.dicom.pixels.detect import has_burned_pixels
+    from deid.logger import bot
+
+    bot.level = 0
+    with contextlib.redirect_stdout(io.StringIO()):
+        result = has_burned_pixels(ds, deid=filters)
+    bot.history.clear()
+    if not result.get("flagged"):
+        return Verdict()
+    regions: list[Region] = []
+    matched = None
+    for item in result.get("results", []):
+        if item.get("group") == "blacklist":
+            return Verdict(blacklisted=str(item.get("reason") or "blacklist"))
+        if item.get("group") == "graylist":
+            matched = matched or str(item.get("reason") or "graylist")
+            for keep, coordinates in item.get("coordinates", []):
+                for text in (
+                    coordinates if isinstance(coordinates, list) else [coordinates]
+                ):
+                    regions.append((int(keep), _box(str(text))))
+    return Verdict(regions=regions, matched=matched)
+
+
+def _box(text: str) -> tuple[int, int, int, int] | None:
+    if text.strip().lower() == "all":
+        return None
+    x0, y0, x1, y1 = (int(v) for v in text.split(","))
+    return (x0, y0, x1, y1)
