@@ -21,7 +21,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: pixel_check
 
 
 def _f(name: str, kind: pa.DataType, doc: str) -> pa.Field:
@@ -77,6 +77,11 @@ INSTANCES = pa.schema(
         _f("patient_sex", pa.string(), "Patient's Sex"),
         _f("manufacturer", pa.string(), "Manufacturer"),
         _f("model", pa.string(), "Manufacturer's Model Name"),
+        _f(
+            "pixel_check",
+            pa.string(),
+            "What was done to the pixels: copied, ocr, rule, or rule+ocr",
+        ),
         _f("file_size", pa.int64(), "File size in bytes"),
         _f("sha256", pa.string(), "SHA-256 of the file"),
     ]
@@ -211,6 +216,7 @@ def instance_row(
     size: int,
     sha256: str,
     memo: dict[tuple[Any, ...], Any] | None = None,
+    pixel_check: str = "copied",
 ) -> dict[str, Any]:
     """The catalog row of one exported (already de-identified) instance.
 
@@ -258,6 +264,7 @@ def instance_row(
         "patient_sex": _text(get("PatientSex")),
         "manufacturer": _text(get("Manufacturer")),
         "model": _text(get("ManufacturerModelName")),
+        "pixel_check": pixel_check,
         "file_size": size,
         "sha256": sha256,
     }

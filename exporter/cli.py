@@ -298,6 +298,7 @@ def recipe_explain(
 ) -> None:
     """Print, attribute by attribute, what a policy does and what decided it."""
     from exporter.policy.explain import explain, to_csv, to_html, to_markdown
+    from exporter.policy.gate import pixel_policy
 
     if output_format not in ("md", "csv", "html"):
         raise typer.BadParameter("--format must be md, csv or html")
@@ -312,7 +313,11 @@ def recipe_explain(
     elif output_format == "html":
         typer.echo(to_html(rows, findings, f"What {title} does"), nl=False)
     else:
-        typer.echo(to_markdown(rows, findings, f"What {title} does"), nl=False)
+        pixels = pixel_policy(
+            "clean_pixel_data" in (options or ()), compiled.filters is not None
+        )
+        text = to_markdown(rows, findings, f"What {title} does", pixels)
+        typer.echo(text, nl=False)
     if findings:
         raise typer.Exit(EXIT_INCOMPLETE)
 

@@ -258,6 +258,7 @@ def _one(
         safe = "retain_safe_private" in (task.options or ())
         problems = release_problems(ds, safe)
         syntax = None
+        check = "copied"
         # Cleaned when a graylist rule gives regions, or OCR is asked for and
         # something may be burned in; a blacklisted instance is never released.
         by_rule = bool(verdict.regions)
@@ -268,6 +269,11 @@ def _one(
             if why is None:
                 risk, syntax = None, ExplicitVRLittleEndian
                 result.pixels_cleaned += 1
+                check = "+".join(
+                    name
+                    for name, used in (("rule", by_rule), ("ocr", detect is not None))
+                    if used
+                )
             else:
                 risk = f"{risk or 'pixel regions'}; {why}"
         data = _encode(ds, source, syntax)
@@ -315,6 +321,7 @@ def _one(
             size,
             digest.hexdigest(),
             ctx.values,
+            check,
         )
     )
     result.exported += 1

@@ -215,8 +215,13 @@ def _coverage(
     return findings
 
 
-def to_markdown(rows: list[Explained], findings: list[Finding], title: str) -> str:
-    """The explain table and coverage check as Markdown, stable and sorted."""
+def to_markdown(
+    rows: list[Explained],
+    findings: list[Finding],
+    title: str,
+    pixels: list[str] | None = None,
+) -> str:
+    """The explain table, coverage check and pixel policy as Markdown, sorted."""
     out = [f"# {title}", "", "| tag | keyword | name | action | code | decided by |"]
     out.append("|---|---|---|---|---|---|")
     for r in rows:
@@ -237,6 +242,9 @@ def to_markdown(rows: list[Explained], findings: list[Finding], title: str) -> s
         out.append("|---|---|---|---|---|")
         for f in findings:
             out.append(f"| {f.tag} | {f.name} | {f.basic} | {f.code} | {f.message} |")
+    if pixels:
+        out += ["", "## Pixel data", ""]
+        out += [f"- {line}" for line in pixels]
     return "\n".join(out) + "\n"
 
 

@@ -43,6 +43,35 @@ _CAPTURE_MODALITIES = {
 }
 
 
+def pixel_policy(clean_pixels: bool, filters: bool) -> list[str]:
+    """How pixel data is treated, in words, for the explain output."""
+    kinds = sorted(set(_CAPTURE_CLASSES.values()) | set(_CAPTURE_MODALITIES.values()))
+    lines = [
+        "Instances that may carry burned-in text: BurnedInAnnotation YES; overlays "
+        "kept in pixel bits; encapsulated documents; derived or secondary images and "
+        "screen captures without BurnedInAnnotation NO; and, whatever the flag says, "
+        f"{', '.join(kinds)}.",
+    ]
+    if clean_pixels:
+        lines.append(
+            "Those are decoded and every frame is read by OCR (RapidOCR); text strokes "
+            "are painted with their surroundings and the frame is read again; they are "
+            "released uncompressed with BurnedInAnnotation NO, or quarantined with "
+            "the reason when text remains or the pixels cannot be decoded."
+        )
+    else:
+        lines.append("Those are quarantined in the workspace, not released.")
+    if filters:
+        lines.append(
+            "The recipe's %filter rules also apply: a blacklist match is quarantined; "
+            "graylist coordinates are blanked in every frame before release."
+        )
+    lines.append(
+        "Every other instance keeps its pixel data byte for byte (never decoded)."
+    )
+    return lines
+
+
 def _embedded_overlay(ds: Dataset) -> str | None:
     """The group of an overlay kept in unused bits of Pixel Data (retired usage).
 

@@ -114,3 +114,27 @@ def test_compressed_sources_are_decoded_and_flagged(name: str, lossy: bool) -> N
     assert why is None
     assert (ds.get("LossyImageCompression") == "01") is lossy
     assert len(ds.PixelData) % 2 == 0
+
+
+def test_catalog_records_what_was_done_to_the_pixels(tmp_path: Path) -> None:
+    """pixel_check says ocr for the scrubbed captures, copied for the others."""
+    import pyarrow.parquet as pq
+
+    source = make_source(tmp_path / "src", seed=4, patients=1, with_bad_files=False)
+    manifest = write_manifest(
+        tmp_path / "m.csv", [{"PatientID": source.studies[0].patient.patient_id}]
+    )
+    out = tmp_path / "out"
+    run_job(
+        RunRequest(
+            manifest,
+            str(tmp_path / "src"),
+            out,
+            tmp_path / "ws",
+            options=DEFAULT_OPTIONS | {"clean_pixel_data"},
+        )
+    )
+    table = pq.read_table(out / "catalog" / "instances.parquet").to_pylist()
+    checks = {(r["modality"], r["pixel_check"]) for r in table}
+    assert ("US", "ocr") in checks and ("OT", "ocr") in checks
+    assert {c for m, c in checks if m not in ("US", "OT")} == {"copied"}
