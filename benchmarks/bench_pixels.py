@@ -29,6 +29,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=8, help="images per kind")
     parser.add_argument("--size", type=int, default=512, help="rows and columns")
+    parser.add_argument(
+        "--bundled", action="store_true", help="also scrub pydicom's own US/SC files"
+    )
     args = parser.parse_args()
 
     rapidocr_detector(make_text_image(0, rows=64, columns=64).pixels[0])  # warm up
@@ -54,6 +57,44 @@ def main() -> None:
             f"{kind:36} {sum(recalls) / len(recalls):7.4f} {min(recalls):7.4f} "
             f"{100 * sum(overs) / len(overs):7.3f} {left:5d} {frames / seconds:6.2f}"
         )
+    if args.bundled:
+        bundled()
+
+
+def bundled() -> None:
+    """Scrub pydicom's bundled ultrasound and secondary capture files; report each."""
+    import warnings
+
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.dataset import Dataset
+
+    from exporter.pixels.clean import clean_pixel_data
+
+    # Only files pydicom ships (others would be fetched over the network).
+    names = [
+        "examples_ybr_color.dcm",
+        "examples_rgb_color.dcm",
+        "examples_jpeg2k.dcm",
+        "SC_rgb_jpeg_dcmtk.dcm",
+        "SC_rgb_rle.dcm",
+        "SC_ybr_full_422_uncompressed.dcm",
+        "JPGExtended.dcm",
+    ]
+    print(f"\n{'file':36} {'modality':8} {'frames':>6} {'seconds':>8}  outcome")
+    for name in names:
+        path = get_testdata_file(name)
+        if path is None:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            header = pydicom.dcmread(path, stop_before_pixels=True)
+            started = time.perf_counter()
+            why = clean_pixel_data(str(path), Dataset())
+            seconds = time.perf_counter() - started
+        frames = int(header.get("NumberOfFrames", 1) or 1)
+        modality = str(header.get("Modality", ""))
+        print(f"{name:36} {modality:8} {frames:6d} {seconds:8.2f}  {why or 'cleaned'}")
 
 
 if __name__ == "__main__":

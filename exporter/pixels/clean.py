@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.pixels import convert_color_space
 
 from exporter.pixels.frames import as_frames
 from exporter.pixels.ocr import TextDetector, rapidocr_detector
@@ -44,7 +43,8 @@ def clean_pixel_data(
         name = syntax.name if syntax is not None else "unknown transfer syntax"
         return f"cannot decode the pixel data ({name}: {type(exc).__name__})"
     if photometric.startswith("YBR"):
-        pixels = convert_color_space(pixels, photometric, "RGB")
+        # pydicom's pixel_array already returns RGB for every YBR variant
+        # (YBR_FULL, YBR_FULL_422, and JPEG 2000's YBR_RCT and YBR_ICT).
         photometric = "RGB"
     frames = np.array(
         as_frames(

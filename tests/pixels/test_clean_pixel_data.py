@@ -86,14 +86,19 @@ def test_palette_colour_is_refused_with_a_reason() -> None:
     assert why == "palette colour images are not cleaned yet"
 
 
-def test_ybr_is_cleaned_to_rgb() -> None:
-    """YBR_FULL_422 images come out as RGB, uncompressed and flagged."""
+@pytest.mark.parametrize(
+    "name",
+    ["SC_ybr_full_422_uncompressed.dcm", "SC_rgb_jpeg_dcmtk.dcm"],
+)
+def test_ybr_is_cleaned_to_rgb_once(name: str) -> None:
+    """YBR (FULL, 422) without text comes out RGB with the original colours, once."""
     ds = Dataset()
-    why = clean_pixel_data(
-        str(get_testdata_file("SC_ybr_full_422_uncompressed.dcm")), ds
-    )
+    why = clean_pixel_data(str(get_testdata_file(name)), ds)
     assert why is None
     assert ds.PhotometricInterpretation == "RGB" and ds.BurnedInAnnotation == "NO"
+    original = pydicom.dcmread(get_testdata_file(name)).pixel_array  # as RGB
+    cleaned = np.frombuffer(ds.PixelData, dtype=np.uint8)[: original.size]
+    assert np.abs(cleaned.astype(int) - original.reshape(-1).astype(int)).mean() < 1
 
 
 @pytest.mark.parametrize(
@@ -138,3 +143,15 @@ def test_catalog_records_what_was_done_to_the_pixels(tmp_path: Path) -> None:
     checks = {(r["modality"], r["pixel_check"]) for r in table}
     assert ("US", "ocr") in checks and ("OT", "ocr") in checks
     assert {c for m, c in checks if m not in ("US", "OT")} == {"copied"}
+
+
+def test_jpeg2000_ultrasound_with_text_is_scrubbed() -> None:
+    """pydicom's JPEG 2000 (YBR_RCT) ultrasound: decoded, text painted, RGB out."""
+    name = "examples_jpeg2k.dcm"
+    ds = Dataset()
+    assert clean_pixel_data(str(get_testdata_file(name)), ds) is None
+    assert ds.PhotometricInterpretation == "RGB"
+    original = pydicom.dcmread(get_testdata_file(name)).pixel_array
+    cleaned = np.frombuffer(ds.PixelData, dtype=np.uint8)[: original.size]
+    changed = cleaned != original.reshape(-1)
+    assert 0 < changed.mean() < 0.05  # its burned-in text, and little else
