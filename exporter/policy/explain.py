@@ -23,16 +23,13 @@ from exporter.policy.annex_e import (
     decided_text,
     table_e1_1,
 )
+from exporter.policy.profile import PATTERN_FUNCS
 from exporter.policy.recipe import CompiledRecipe, Rule, repeater_key
 
 # How much of the original an action can let through; higher is stronger.
 _STRENGTH = {"X": 3, "Z": 2, "D": 2, "U": 2, "U*": 2, "C": 1, "K": 0}
-_PATTERN_FUNCS = {
-    "is_curve": "50xx,xxxx",
-    "is_overlay_data": "60xx,3000",
-    "is_overlay_comments": "60xx,4000",
-    "is_private": "gggg,eeee",
-}
+# Pattern row of Table E.1-1 by the function that matches it (see profile).
+_PATTERN_FUNCS = {func: row for row, func in PATTERN_FUNCS.items()}
 
 
 @dataclass(frozen=True)

@@ -154,14 +154,17 @@ def _row_rule(row: AnnexERow, options: frozenset[str]) -> tuple[str, str]:
     return actions[code], note
 
 
+# The function that matches each pattern row of Table E.1-1 in every group.
+PATTERN_FUNCS = {
+    "50xx,xxxx": "is_curve",
+    "60xx,3000": "is_overlay_data",
+    "60xx,4000": "is_overlay_comments",
+    "gggg,eeee": "is_private",
+}
+
+
 def _pattern_rules(row: AnnexERow, options: frozenset[str]) -> list[str]:
     code, decided_by = decide(row, options)
-    funcs = {
-        "50xx,xxxx": "is_curve",
-        "60xx,3000": "is_overlay_data",
-        "60xx,4000": "is_overlay_comments",
-        "gggg,eeee": "is_private",
-    }
     if row.tag == "gggg,eeee" and decided_by == "retain_safe_private":
         return [
             f"# ({row.tag}) {row.name}: {code} ({decided_by}); the attributes of "
@@ -182,7 +185,7 @@ def _pattern_rules(row: AnnexERow, options: frozenset[str]) -> list[str]:
         note += " (bitmaps and curves cannot be cleaned yet)"
     return [
         f"# ({row.tag}) {row.name}: {code} ({decided_by}){note}",
-        f"REMOVE ALL func:{funcs[row.tag]}",
+        f"REMOVE ALL func:{PATTERN_FUNCS[row.tag]}",
     ]
 
 
