@@ -80,7 +80,7 @@ INSTANCES = pa.schema(
         _f(
             "pixel_check",
             pa.string(),
-            "What was done to the pixels: copied, ocr, rule, or rule+ocr",
+            "What was done to the pixels: copied, sampled, ocr, rule, rule+ocr",
         ),
         _f("file_size", pa.int64(), "File size in bytes"),
         _f("sha256", pa.string(), "SHA-256 of the file"),

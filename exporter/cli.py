@@ -105,6 +105,8 @@ def _summary_line(summary: JobSummary) -> str:
     scrubbed = ""
     if summary.pixels_cleaned:
         scrubbed = f"{summary.pixels_cleaned} with burned-in text scrubbed; "
+    if summary.pixel_checks.get("sampled"):
+        scrubbed += f"{summary.pixel_checks['sampled']} checked by sample; "
     line = (
         f"export {summary.export_id}: {summary.exported} instances exported "
         f"({summary.bytes_out / 1e6:.1f} MB) from {summary.studies} studies; "

@@ -108,6 +108,8 @@ class JobSummary:
     failed: int = 0
     bytes_out: int = 0
     pixels_cleaned: int = 0
+    # Released instances by what was done to their pixels (catalog pixel_check).
+    pixel_checks: Counter[str] = field(default_factory=Counter)
     reasons: Counter[str] = field(default_factory=Counter)
     source_skipped: Counter[str] = field(default_factory=Counter)
 
@@ -273,6 +275,7 @@ def _execute(
         if len(gathered[result.task_id]) < expected[result.task_id]:
             return
         parts = sorted(gathered.pop(result.task_id), key=lambda r: r.shard)
+        parts = _recheck(by_id[result.task_id], parts)
         whole = parts[0]
         for part in parts[1:]:
             whole.merge(part)
@@ -300,6 +303,32 @@ def _execute(
                 drain()
         while pending:
             drain()
+
+
+def _recheck(task: StudyTask, parts: list[StudyResult]) -> list[StudyResult]:
+    """Read whole, in every shard, the series in which a sample showed text.
+
+    Each shard samples the series it holds on its own. When one shard saw
+    text in a series that another released on the strength of its own clean
+    sample, that other shard is exported again here with the series read by
+    OCR, and the files it released that are now held back leave the export.
+    """
+    text = set().union(*(part.text_series for part in parts))
+    if not text or not any(part.released_unread & text for part in parts):
+        return parts
+    pieces = _shards(task)
+    checked = []
+    for part in parts:
+        if part.released_unread & text:
+            shard = replace(pieces[part.shard], ocr_series=frozenset(text))
+            again = _guarded(shard, export_shard)
+            kept = {row["file_path"] for row in again.rows}
+            for row in part.rows:
+                if row["file_path"] not in kept:
+                    (Path(task.out_dir) / row["file_path"]).unlink(missing_ok=True)
+            part = again
+        checked.append(part)
+    return checked
 
 
 @dataclass(frozen=True)
@@ -366,6 +395,8 @@ def _finalize(
             catalog / f"{name}.parquet",
             metadata,
         )
+    checks = pq.read_table(catalog / "instances.parquet", columns=["pixel_check"])
+    summary.pixel_checks = Counter(checks.column("pixel_check").to_pylist())
 
     # Reconciliation: one line per manifest row, by row number only.
     outcomes = session.exec(
@@ -427,6 +458,9 @@ def _finalize(
                 "instances_failed": summary.failed,
                 "bytes_exported": summary.bytes_out,
                 "instances_pixels_cleaned": summary.pixels_cleaned,
+                "instances_exported_by_pixel_check": dict(
+                    sorted(summary.pixel_checks.items())
+                ),
             },
         },
     )

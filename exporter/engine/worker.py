@@ -42,7 +42,7 @@ from exporter.engine.rawfile import (
     read_source,
 )
 from exporter.errors import ActionError
-from exporter.pixels.clean import clean_pixel_data
+from exporter.pixels.clean import clean_pixel_data, sample_shows_text
 from exporter.pixels.ocr import rapidocr_detector
 from exporter.pixels.regions import Verdict, judge
 from exporter.policy.annex_e import BASIC_PROFILE_CODE, OPTIONS
@@ -74,6 +74,9 @@ class StudyTask:
     options: tuple[str, ...] | None  # Annex E options, None for a custom recipe
     shard: int = 0  # a large study runs as several shards, on several workers
     clean_pixels: bool = False  # scrub burned-in text instead of quarantining
+    # Series (original UIDs) whose every instance is read by OCR: a sample of
+    # them showed text in another shard of the study.
+    ocr_series: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -88,6 +91,11 @@ class StudyResult:
     outcomes: list[tuple[str, str, str, str | None]] = field(default_factory=list)
     linkage: dict[tuple[str, str], str] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
+    # Sampling of series not expected to carry text (original series UIDs):
+    # what each series' first sampled instance showed (True: text), and the
+    # series of which instances were released without being read whole.
+    samples: dict[str, bool] = field(default_factory=dict)
+    released_unread: set[str] = field(default_factory=set)
 
     def merge(self, other: StudyResult) -> None:
         """Add another shard's result of the same study."""
@@ -97,6 +105,14 @@ class StudyResult:
         self.outcomes += other.outcomes
         self.linkage.update(other.linkage)
         self.rows += other.rows
+        for series, text in other.samples.items():
+            self.samples[series] = self.samples.get(series, False) or text
+        self.released_unread |= other.released_unread
+
+    @property
+    def text_series(self) -> set[str]:
+        """Series in which a sample showed text."""
+        return {series for series, text in self.samples.items() if text}
 
     @property
     def quarantined(self) -> int:
@@ -228,6 +244,61 @@ def _context(task: StudyTask, pseudonyms: Pseudonymizer) -> InstanceContext:
     )
 
 
+@dataclass
+class _Pixels:
+    """What happens to one instance's pixel data."""
+
+    risk: str | None  # why it is held back, if it is
+    check: str = "copied"  # the catalog's pixel_check
+    syntax: UID | None = None  # the new transfer syntax, when rewritten
+
+
+def _pixels(
+    task: StudyTask,
+    item: str,
+    ds: Dataset,
+    risk: str | None,
+    verdict: Verdict,
+    series: str,
+    result: StudyResult,
+    has_pixels: bool,
+) -> _Pixels:
+    """Clean, check by sample, or copy the pixel data, as the policy says.
+
+    An instance that may carry text is read whole by OCR (with Clean Pixel
+    Data) or kept back. Of the others, with Clean Pixel Data, the first frame
+    of the first instance of each series in the shard is read; text there
+    sends the whole series to OCR. A graylist rule's regions are always
+    cleaned.
+    """
+    by_rule = bool(verdict.regions)
+    if task.clean_pixels and risk is None and not by_rule and has_pixels:
+        if series in task.ocr_series or result.samples.get(series):
+            risk = "a sample of its series showed text"
+        elif series not in result.samples:
+            shows = sample_shows_text(item, rapidocr_detector)
+            result.samples[series] = bool(shows)
+            if shows:
+                risk = "a sample of its series showed text"
+            else:
+                result.released_unread.add(series)
+                return _Pixels(None, "sampled" if shows is False else "copied")
+        else:
+            result.released_unread.add(series)
+            return _Pixels(None)
+    if not by_rule and (risk is None or not task.clean_pixels):
+        return _Pixels(risk)
+    detect = rapidocr_detector if task.clean_pixels else None
+    why = clean_pixel_data(item, ds, detect, verdict.regions)
+    if why is not None:
+        return _Pixels(f"{risk or 'pixel regions'}; {why}")
+    result.pixels_cleaned += 1
+    used = (("rule", by_rule), ("ocr", detect is not None))
+    return _Pixels(
+        None, "+".join(name for name, on in used if on), ExplicitVRLittleEndian
+    )
+
+
 def _one(
     task: StudyTask,
     item: str,
@@ -247,36 +318,35 @@ def _one(
         if broken:
             result.outcomes.append((item, "failed", f"damaged source: {broken}", None))
             return
+        series = str(ds.get("SeriesInstanceUID", "") or "")
         risk = burned_in_risk(ds)
         verdict = judge(ds, recipe.filters) if recipe.filters else Verdict()
         if verdict.blacklisted:
             risk = f"matched %filter blacklist rule {verdict.blacklisted!r}"
+        elif verdict.flagged and risk is None:
+            risk = f"matched %filter graylist rule {verdict.flagged!r} (no regions)"
         if recipe.uses("clean_text"):
             ctx.tokens = identifying_tokens(ds)
         apply_recipe(ds, recipe, ctx)
         _stamp(ds, recipe, task.options)
         safe = "retain_safe_private" in (task.options or ())
         problems = release_problems(ds, safe)
-        syntax = None
-        check = "copied"
-        # Cleaned when a graylist rule gives regions, or OCR is asked for and
-        # something may be burned in; a blacklisted instance is never released.
-        by_rule = bool(verdict.regions)
-        wanted = by_rule or (risk is not None and task.clean_pixels)
-        if wanted and not verdict.blacklisted and not problems:
-            detect = rapidocr_detector if task.clean_pixels else None
-            why = clean_pixel_data(item, ds, detect, verdict.regions)
-            if why is None:
-                risk, syntax = None, ExplicitVRLittleEndian
-                result.pixels_cleaned += 1
-                check = "+".join(
-                    name
-                    for name, used in (("rule", by_rule), ("ocr", detect is not None))
-                    if used
-                )
-            else:
-                risk = f"{risk or 'pixel regions'}; {why}"
-        data = _encode(ds, source, syntax)
+        # A blacklisted instance, or one that cannot go anyway, is not cleaned.
+        pixels = (
+            _Pixels(risk)
+            if verdict.blacklisted or problems
+            else _pixels(
+                task,
+                item,
+                ds,
+                risk,
+                verdict,
+                series,
+                result,
+                source.pixel_element is not None or "PixelData" in ds,
+            )
+        )
+        data = _encode(ds, source, pixels.syntax)
         sop = safe_component(str(ds.SOPInstanceUID))
         relative = Path(
             "dicom",
@@ -297,9 +367,12 @@ def _one(
         logger.debug("failed %s", item, exc_info=True)
         return
 
-    if risk or problems:
+    if pixels.risk or problems:
         reason = "; ".join(
-            [*([f"may carry burned-in text ({risk})"] if risk else []), *problems]
+            [
+                *([f"may carry burned-in text ({pixels.risk})"] if pixels.risk else []),
+                *problems,
+            ]
         )
         target = (
             Path(task.job_dir) / "quarantine" / f"{task.ordinal:08d}" / f"{sop}.dcm"
@@ -321,7 +394,7 @@ def _one(
             size,
             digest.hexdigest(),
             ctx.values,
-            check,
+            pixels.check,
         )
     )
     result.exported += 1

@@ -1,21 +1,33 @@
 """Clean Pixel Data for one instance: decode, scrub every frame, store uncompressed.
 
 Policy: a cleaned image is written uncompressed (Explicit VR Little Endian) in
-its own photometric interpretation, except YBR which becomes RGB; a lossy source
-keeps LossyImageCompression 01. BurnedInAnnotation is set to NO only here, after
-every frame was checked and nothing legible was left.
+its own photometric interpretation, except YBR which becomes RGB (pydicom
+decodes it to RGB). PALETTE COLOR stays indexed: text is found in the colours
+and painted with an index. A lossy source keeps LossyImageCompression 01, and
+the compression it went through is added to the method and ratio history.
+BurnedInAnnotation is set to NO only here, after every frame was checked and
+nothing legible was left.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pydicom
+from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 
-from exporter.pixels.frames import as_frames
+from exporter.pixels.frames import as_frames, display
 from exporter.pixels.ocr import TextDetector, rapidocr_detector
 from exporter.pixels.regions import Region
 from exporter.pixels.scrub import scrub_frames
+
+View = Callable[[NDArray[np.generic]], NDArray[np.uint8]]
+
+
+class Undecodable(Exception):
+    """The pixel data cannot be decoded here; the message says why."""
 
 
 def clean_pixel_data(
@@ -26,6 +38,13 @@ def clean_pixel_data(
 ) -> str | None:
     """Put the scrubbed pixels of the file at ``path`` into the cleaned ``ds``.
 
+    Parameters
+    ----------
+    detect
+        The text detector, or None to clean the ``regions`` alone.
+    regions
+        deid's mask: boxes to clean (0) or keep (1), in order, in every frame.
+
     Returns
     -------
     str or None
@@ -33,15 +52,59 @@ def clean_pixel_data(
         or None when ``ds`` now holds clean, uncompressed pixel data.
     """
     source = pydicom.dcmread(path, force=True)
+    try:
+        frames, photometric, view = decode(source)
+    except Undecodable as exc:
+        return str(exc)
+    if regions:
+        _clean_regions(frames, regions, _darkest(source, frames, photometric))
+    if detect is not None:
+        indexed = photometric == "PALETTE COLOR"
+        report = scrub_frames(
+            frames, detect, view=view, fill="mode" if indexed else "median"
+        )
+        if not report.clean:
+            left = sum(len(r) for r in report.remaining)
+            return f"text still found after scrubbing ({left} boxes)"
+    _store(ds, source, frames, photometric)
+    return None
+
+
+def sample_shows_text(path: str, detect: TextDetector) -> bool | None:
+    """Whether the first frame of the file at ``path`` shows legible text.
+
+    None when the pixel data cannot be decoded (nothing could be looked at).
+    """
+    source = pydicom.dcmread(path, force=True)
+    try:
+        frames, _, view = decode(source, first_frame_only=True)
+    except Undecodable:
+        return None
+    return bool(detect(view(frames[0])))
+
+
+def decode(
+    source: Dataset, first_frame_only: bool = False
+) -> tuple[NDArray[np.generic], str, View]:
+    """Stored values as (frames, rows, columns[, samples]), the photometric
+    interpretation they are in, and the 8-bit view that detection looks at.
+
+    Raises
+    ------
+    Undecodable
+        With the reason, naming the transfer syntax.
+    """
     syntax = getattr(getattr(source, "file_meta", None), "TransferSyntaxUID", None)
     photometric = str(source.get("PhotometricInterpretation", "")).upper()
-    if photometric == "PALETTE COLOR":
-        return "palette colour images are not cleaned yet"
     try:
+        if first_frame_only and int(source.get("NumberOfFrames", 1) or 1) > 1:
+            source.pixel_array_options(index=0)  # decode one frame, not all
         pixels = source.pixel_array
     except Exception as exc:
         name = syntax.name if syntax is not None else "unknown transfer syntax"
-        return f"cannot decode the pixel data ({name}: {type(exc).__name__})"
+        raise Undecodable(
+            f"cannot decode the pixel data ({name}: {type(exc).__name__})"
+        ) from None
     if photometric.startswith("YBR"):
         # pydicom's pixel_array already returns RGB for every YBR variant
         # (YBR_FULL, YBR_FULL_422, and JPEG 2000's YBR_RCT and YBR_ICT).
@@ -49,35 +112,44 @@ def clean_pixel_data(
     frames = np.array(
         as_frames(
             pixels,
-            int(source.get("NumberOfFrames", 1) or 1),
+            1 if first_frame_only else int(source.get("NumberOfFrames", 1) or 1),
             int(source.get("SamplesPerPixel", 1) or 1),
         )
     )
-    if regions:
-        _clean_regions(frames, regions, photometric == "MONOCHROME1")
-    if detect is not None:
-        report = scrub_frames(frames, detect, monochrome1=photometric == "MONOCHROME1")
-        if not report.clean:
-            left = sum(len(r) for r in report.remaining)
-            return f"text still found after scrubbing ({left} boxes)"
+    if photometric == "PALETTE COLOR":
+        from pydicom.pixels import apply_color_lut
 
-    data = frames.astype(frames.dtype.newbyteorder("<"), copy=False).tobytes()
-    if len(data) % 2:
-        data += b"\x00"
-    ds.PixelData = data
-    ds["PixelData"].VR = "OB" if frames.dtype.itemsize == 1 else "OW"
-    ds.PhotometricInterpretation = photometric
-    if photometric == "RGB":
-        ds.PlanarConfiguration = 0
-    # PS3.3 C.7.6.1.1.5: once lossy, always flagged lossy, even uncompressed.
-    if str(source.get("LossyImageCompression", "")) == "01" or syntax in _LOSSY:
-        ds.LossyImageCompression = "01"
-    ds.BurnedInAnnotation = "NO"
-    return None
+        try:
+            apply_color_lut(frames[0][:1, :1], source)
+        except Exception as exc:
+            raise Undecodable(
+                f"cannot read the palette colour lookup tables ({type(exc).__name__})"
+            ) from None
+
+        def view(frame: NDArray[np.generic]) -> NDArray[np.uint8]:
+            return display(apply_color_lut(frame, source))
+
+        return frames, photometric, view
+
+    monochrome1 = photometric == "MONOCHROME1"
+    return frames, photometric, lambda frame: display(frame, monochrome1)
+
+
+def _darkest(source: Dataset, frames: NDArray[np.generic], photometric: str) -> int:
+    """The stored value that displays darkest: what blanked regions are filled with."""
+    if photometric == "MONOCHROME1":
+        return int(frames.max())
+    if photometric == "PALETTE COLOR":
+        from pydicom.pixels import apply_color_lut
+
+        used = np.unique(frames)
+        colours = apply_color_lut(used, source).astype(np.int64).sum(axis=-1)
+        return int(used[int(np.argmin(colours))])
+    return int(frames.min())
 
 
 def _clean_regions(
-    frames: np.ndarray, regions: list[Region], monochrome1: bool
+    frames: NDArray[np.generic], regions: list[Region], fill: int
 ) -> None:
     """deid's mask: regions marked 0 are cleaned, 1 kept, in file order, per frame."""
     keep = np.ones(frames.shape[1:3], dtype=bool)
@@ -87,23 +159,77 @@ def _clean_regions(
         else:
             x0, y0, x1, y1 = box
             keep[y0:y1, x0:x1] = bool(value)
-    fill = frames.max() if monochrome1 else frames.min()
     frames[:, ~keep] = fill
 
 
-# Transfer syntaxes that are always lossy; JPEG 2000 (.91) and HTJ2K (.203)
-# may be either, and then the source's own LossyImageCompression decides.
+def _store(
+    ds: Dataset, source: Dataset, frames: NDArray[np.generic], photometric: str
+) -> None:
+    """Write the cleaned frames into ``ds`` uncompressed, with the flags that follow."""
+    if int(source.get("BitsAllocated", 8)) == 1:
+        from pydicom.pixels import pack_bits
+
+        data = pack_bits(frames.reshape(-1).astype(np.uint8), pad=False)
+    else:
+        data = frames.astype(frames.dtype.newbyteorder("<"), copy=False).tobytes()
+    if len(data) % 2:
+        data += b"\x00"
+    ds.PixelData = data
+    ds["PixelData"].VR = "OW" if frames.dtype.itemsize > 1 else "OB"
+    ds.PhotometricInterpretation = photometric
+    if photometric == "RGB":
+        ds.PlanarConfiguration = 0
+    _lossy_history(ds, source, len(data))
+    ds.BurnedInAnnotation = "NO"
+
+
+def _lossy_history(ds: Dataset, source: Dataset, decoded_size: int) -> None:
+    """PS3.3 C.7.6.1.1.5: once lossy, always flagged lossy, even uncompressed.
+
+    A source stored in a lossy syntax whose header does not record that step
+    gets it added to LossyImageCompressionMethod, with the ratio it achieved.
+    """
+    syntax = str(getattr(getattr(source, "file_meta", None), "TransferSyntaxUID", ""))
+    method = _LOSSY.get(syntax)
+    if method is None and str(source.get("LossyImageCompression", "")) != "01":
+        return
+    ds.LossyImageCompression = "01"
+    if method is None:
+        return
+    methods = _multi(source.get("LossyImageCompressionMethod"))
+    if method in methods:
+        return
+    ratios = _multi(source.get("LossyImageCompressionRatio"))
+    stored = len(source.PixelData) if "PixelData" in source else 0
+    ratio = f"{decoded_size / stored:.2f}" if stored else ""
+    if len(ratios) == len(methods) and ratio:
+        ds.LossyImageCompressionRatio = [*ratios, ratio]
+    ds.LossyImageCompressionMethod = [*methods, method]
+
+
+def _multi(element: object) -> list[str]:
+    value = getattr(element, "value", None)
+    if value is None or value == "":
+        return []
+    if isinstance(value, str | float | int):
+        return [str(value)]
+    return [str(v) for v in value]
+
+
+# Transfer syntaxes that are always lossy, with their defined term for
+# LossyImageCompressionMethod (PS3.3 C.7.6.1.1.5.1). JPEG 2000 (.91) and
+# HTJ2K (.203) may be either; then the source's own LossyImageCompression decides.
 _LOSSY = {
-    "1.2.840.10008.1.2.4.50",  # JPEG Baseline
-    "1.2.840.10008.1.2.4.51",  # JPEG Extended
-    "1.2.840.10008.1.2.4.81",  # JPEG-LS Near-Lossless
-    "1.2.840.10008.1.2.4.100",  # MPEG2
-    "1.2.840.10008.1.2.4.101",
-    "1.2.840.10008.1.2.4.102",  # MPEG-4
-    "1.2.840.10008.1.2.4.103",
-    "1.2.840.10008.1.2.4.104",
-    "1.2.840.10008.1.2.4.105",
-    "1.2.840.10008.1.2.4.106",
-    "1.2.840.10008.1.2.4.107",  # HEVC
-    "1.2.840.10008.1.2.4.108",
+    "1.2.840.10008.1.2.4.50": "ISO_10918_1",  # JPEG Baseline
+    "1.2.840.10008.1.2.4.51": "ISO_10918_1",  # JPEG Extended
+    "1.2.840.10008.1.2.4.81": "ISO_14495_1",  # JPEG-LS Near-Lossless
+    "1.2.840.10008.1.2.4.100": "ISO_13818_2",  # MPEG2
+    "1.2.840.10008.1.2.4.101": "ISO_13818_2",
+    "1.2.840.10008.1.2.4.102": "ISO_14496_10",  # MPEG-4 AVC/H.264
+    "1.2.840.10008.1.2.4.103": "ISO_14496_10",
+    "1.2.840.10008.1.2.4.104": "ISO_14496_10",
+    "1.2.840.10008.1.2.4.105": "ISO_14496_10",
+    "1.2.840.10008.1.2.4.106": "ISO_14496_10",
+    "1.2.840.10008.1.2.4.107": "ISO_23008_2",  # HEVC/H.265
+    "1.2.840.10008.1.2.4.108": "ISO_23008_2",
 }

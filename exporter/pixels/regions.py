@@ -3,11 +3,17 @@
 deid evaluates the criteria (manufacturer, model, modality, ...) on the
 original header; its result names the list that matched and the coordinates
 to clean (0) or keep (1), in its convention ``x0,y0,x1,y1``.
+
+Two departures from deid, both towards keeping text in: a whitelist match
+never vouches for an image (deid's own rules whitelist anything whose
+BurnedInAnnotation says No), and a graylist match without coordinates marks
+the instance as at risk, to be read by OCR or quarantined.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +30,7 @@ class Verdict:
     blacklisted: str | None = None  # the matching rule's name
     regions: list[Region] = field(default_factory=list)
     matched: str | None = None  # the graylist rule that gave the regions
+    flagged: str | None = None  # a graylist rule that matched with no coordinates
 
 
 def judge(ds: Dataset, filters: dict[str, Any]) -> Verdict:
@@ -32,24 +39,29 @@ def judge(ds: Dataset, filters: dict[str, Any]) -> Verdict:
     from deid.logger import bot
 
     bot.level = 0
+    # deid writes the coordinates it reads from a header (from:Field) into the
+    # rules it was given: without a copy, the next image would get these.
     with contextlib.redirect_stdout(io.StringIO()):
-        result = has_burned_pixels(ds, deid=filters)
+        result = has_burned_pixels(ds, deid=copy.deepcopy(filters))
     bot.history.clear()
     if not result.get("flagged"):
         return Verdict()
     regions: list[Region] = []
-    matched = None
+    matched = flagged = None
     for item in result.get("results", []):
+        reason = " ".join(str(item.get("reason") or "").split())
         if item.get("group") == "blacklist":
-            return Verdict(blacklisted=str(item.get("reason") or "blacklist"))
-        if item.get("group") == "graylist":
-            matched = matched or str(item.get("reason") or "graylist")
-            for keep, coordinates in item.get("coordinates", []):
-                for text in (
-                    coordinates if isinstance(coordinates, list) else [coordinates]
-                ):
-                    regions.append((int(keep), _box(str(text))))
-    return Verdict(regions=regions, matched=matched)
+            return Verdict(blacklisted=reason or "blacklist")
+        if item.get("group") != "graylist":
+            continue  # whitelist: never trusted
+        if not item.get("coordinates"):
+            flagged = flagged or reason or "graylist"
+            continue
+        matched = matched or reason or "graylist"
+        for keep, coordinates in item["coordinates"]:
+            for text in coordinates if isinstance(coordinates, list) else [coordinates]:
+                regions.append((int(keep), _box(str(text))))
+    return Verdict(regions=regions, matched=matched, flagged=flagged)
 
 
 def _box(text: str) -> tuple[int, int, int, int] | None:

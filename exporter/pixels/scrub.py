@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -39,6 +41,8 @@ def scrub_frames(
     detect: TextDetector,
     monochrome1: bool = False,
     verify: bool = True,
+    view: Callable[[NDArray[np.generic]], NDArray[np.uint8]] | None = None,
+    fill: Literal["median", "mode"] = "median",
 ) -> ScrubReport:
     """Paint the text strokes of every detected box of every frame.
 
@@ -52,7 +56,15 @@ def scrub_frames(
         Whether low values are bright (PS3.3 C.7.6.3.1.2).
     verify
         Look again after painting; what is still found is reported.
+    view
+        The 8-bit RGB image detection sees for a frame of stored values;
+        by default the frame stretched to its range (``monochrome1`` inverted).
+    fill
+        What strokes are painted with: the median of the stored values around
+        them, or their most common value (for indices into a palette, where a
+        median means nothing).
     """
+    look = view or (lambda frame: display(frame, monochrome1))
     report = ScrubReport()
     for index in range(frames.shape[0]):
         frame = frames[index]
@@ -61,23 +73,28 @@ def scrub_frames(
         remaining: list[Box] = []
         # Painting changes what the detector sees: look again, a few times.
         for _ in range(ROUNDS if verify else 1):
-            view = display(frame, monochrome1)
-            boxes = [b.grown(MARGIN, width, height) for b in detect(view)]
+            seen = look(frame)
+            boxes = [b.grown(MARGIN, width, height) for b in detect(seen)]
             remaining = boxes
             if not boxes:
                 break
             for box in boxes:
-                _paint(frame, view, box)
+                _paint(frame, seen, box, fill)
             painted += boxes
         else:
-            remaining = detect(display(frame, monochrome1)) if verify else []
+            remaining = detect(look(frame)) if verify else []
         report.boxes.append(painted)
         report.remaining.append(remaining if verify else [])
     return report
 
 
-def _paint(frame: NDArray[np.generic], view: NDArray[np.uint8], box: Box) -> None:
-    """Paint the strokes in ``box`` with the median of what surrounds them.
+def _paint(
+    frame: NDArray[np.generic],
+    view: NDArray[np.uint8],
+    box: Box,
+    fill: Literal["median", "mode"] = "median",
+) -> None:
+    """Paint the strokes in ``box`` with the median (or mode) of what surrounds them.
 
     The strokes are the minority side of an Otsu split of the box (text is
     thin; bright or dark), grown by one pixel for anti-aliasing. Painting them
@@ -88,9 +105,14 @@ def _paint(frame: NDArray[np.generic], view: NDArray[np.uint8], box: Box) -> Non
     strokes = _strokes(gray)
     if not strokes.any() or strokes.all():
         return
-    around = region[~strokes].astype(np.float64)
-    fill = np.median(around, axis=0).round().astype(region.dtype)
-    region[strokes] = fill
+    around = region[~strokes]
+    if fill == "mode":
+        values, counts = np.unique(around, axis=0, return_counts=True)
+        region[strokes] = values[int(np.argmax(counts))]
+        return
+    region[strokes] = (
+        np.median(around.astype(np.float64), axis=0).round().astype(region.dtype)
+    )
 
 
 def _strokes(gray: NDArray[np.float64]) -> NDArray[np.bool_]:
@@ -105,8 +127,9 @@ def _strokes(gray: NDArray[np.float64]) -> NDArray[np.bool_]:
         )
     if np.all(np.isnan(between)):
         return np.zeros(gray.shape, dtype=bool)  # one flat value: nothing drawn
-    threshold = edges[int(np.nanargmax(between))]
-    bright = gray > threshold
+    # Bins up to the best split are the dark class: bright starts one edge on.
+    threshold = edges[int(np.nanargmax(between)) + 1]
+    bright = gray >= threshold
     strokes = bright if bright.sum() <= bright.size / 2 else ~bright
     grown = strokes.copy()
     grown[1:, :] |= strokes[:-1, :]

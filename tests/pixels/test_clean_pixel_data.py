@@ -80,10 +80,29 @@ def test_text_that_cannot_be_removed_keeps_the_instance_held(tmp_path: Path) -> 
     assert "BurnedInAnnotation" not in ds
 
 
-def test_palette_colour_is_refused_with_a_reason() -> None:
-    """PALETTE COLOR is not cleaned yet: the reason says so."""
-    why = clean_pixel_data(str(get_testdata_file("examples_palette.dcm")), Dataset())
-    assert why == "palette colour images are not cleaned yet"
+def test_palette_colour_is_cleaned_in_its_indices() -> None:
+    """pydicom's PALETTE COLOR ultrasound: text read in colour, painted with an index."""
+    from pydicom.pixels import apply_color_lut
+
+    path = str(get_testdata_file("examples_palette.dcm"))
+    original = pydicom.dcmread(path)
+    assert rapidocr_detector(_rgb8(apply_color_lut(original.pixel_array, original)))
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+
+    assert clean_pixel_data(path, ds) is None
+
+    assert ds.PhotometricInterpretation == "PALETTE COLOR"
+    assert ds.BurnedInAnnotation == "NO"
+    cleaned = np.frombuffer(ds.PixelData, np.uint8)[: original.pixel_array.size]
+    indices = cleaned.reshape(original.pixel_array.shape)
+    assert set(np.unique(indices)) <= set(np.unique(original.pixel_array))
+    assert rapidocr_detector(_rgb8(apply_color_lut(indices, ds))) == []
+    assert (indices != original.pixel_array).mean() < 0.05
+
+
+def _rgb8(rgb: np.ndarray) -> np.ndarray:
+    """A 16-bit palette's colours as the 8-bit image OCR reads."""
+    return (rgb.astype(np.float64) * 255 / max(1, rgb.max())).astype(np.uint8)
 
 
 @pytest.mark.parametrize(
@@ -122,7 +141,7 @@ def test_compressed_sources_are_decoded_and_flagged(name: str, lossy: bool) -> N
 
 
 def test_catalog_records_what_was_done_to_the_pixels(tmp_path: Path) -> None:
-    """pixel_check says ocr for the scrubbed captures, copied for the others."""
+    """pixel_check: ocr for the scrubbed captures, one sample per other series."""
     import pyarrow.parquet as pq
 
     source = make_source(tmp_path / "src", seed=4, patients=1, with_bad_files=False)
@@ -142,7 +161,15 @@ def test_catalog_records_what_was_done_to_the_pixels(tmp_path: Path) -> None:
     table = pq.read_table(out / "catalog" / "instances.parquet").to_pylist()
     checks = {(r["modality"], r["pixel_check"]) for r in table}
     assert ("US", "ocr") in checks and ("OT", "ocr") in checks
-    assert {c for m, c in checks if m not in ("US", "OT")} == {"copied"}
+    # Every other series: its first instance read as a sample, the rest copied.
+    others = [r for r in table if r["modality"] not in ("US", "OT")]
+    series = {r["series_uid"] for r in others}
+    sampled = [r["series_uid"] for r in others if r["pixel_check"] == "sampled"]
+    assert sorted(sampled) == sorted(series)
+    assert {r["pixel_check"] for r in others} == {"sampled", "copied"}
+    provenance = json.loads((out / "provenance.json").read_text())
+    by_check = provenance["counts"]["instances_exported_by_pixel_check"]
+    assert by_check["sampled"] == len(series) and by_check["ocr"] == 2
 
 
 def test_jpeg2000_ultrasound_with_text_is_scrubbed() -> None:
