@@ -167,6 +167,14 @@ def run(
             show_default="retain_long_modified_dates, retain_patient_characteristics",
         ),
     ] = None,
+    filters: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--filters",
+            help="deid's shipped %filter rules to layer on the recipe (repeat): "
+            "deid, deid-ultrasound, deid-xray-chest.",
+        ),
+    ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Only errors and the summary.")
     ] = False,
@@ -187,6 +195,7 @@ def run(
         workers=workers or os.cpu_count() or 1,
         database_url=database_url,
         options=_options(option),
+        filters=tuple(filters or ()),
     )
     try:
         summary = run_job(request, _BarProgress(quiet))
@@ -236,9 +245,10 @@ app.add_typer(recipe_app, name="recipe")
 
 
 def _policy(
-    recipe: Path | None, options: list[str] | None
+    recipe: Path | None, options: list[str] | None, filters: list[str] | None = None
 ) -> tuple[CompiledRecipe, frozenset[str] | None, str]:
-    """The recipe file, or the built-in profile with ``options``."""
+    """The recipe file, or the built-in profile with ``options``; then ``filters``."""
+    from exporter.policy.deid_filters import with_filters
     from exporter.policy.profile import DEFAULT_OPTIONS, build_recipe
     from exporter.policy.recipe import compile_recipe, compose, load_recipe
 
@@ -248,10 +258,12 @@ def _policy(
     # The default profile is committed: its line numbers are that file's.
     name = "recipes/basic-profile.dicom" if chosen == DEFAULT_OPTIONS else "built-in"
     profile = compile_recipe(build_recipe(chosen), name)
+    extra = "".join(f" + deid's {f} filters" for f in filters or ())
     if recipe is None:
-        return profile, chosen, title
+        return with_filters(profile, tuple(filters or ())), chosen, title + extra
     layered = compose(profile, load_recipe(recipe), f"{recipe.name} over {name}")
-    return layered, chosen, f"{recipe} layered on the {title}"
+    layered = with_filters(layered, tuple(filters or ()))
+    return layered, chosen, f"{recipe} layered on the {title}{extra}"
 
 
 def _options(names: list[str] | None) -> frozenset[str] | None:
@@ -294,6 +306,13 @@ def recipe_explain(
             show_default="retain_long_modified_dates, retain_patient_characteristics",
         ),
     ] = None,
+    filters: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--filters",
+            help="deid's shipped %filter rules to layer on the recipe (repeat).",
+        ),
+    ] = None,
     output_format: Annotated[
         str, typer.Option("--format", help="md, csv or html.", show_default=True)
     ] = "md",
@@ -305,7 +324,7 @@ def recipe_explain(
     if output_format not in ("md", "csv", "html"):
         raise typer.BadParameter("--format must be md, csv or html")
     try:
-        compiled, options, title = _policy(recipe, option)
+        compiled, options, title = _policy(recipe, option, filters)
     except ExporterError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(EXIT_FAILED) from None
@@ -315,9 +334,7 @@ def recipe_explain(
     elif output_format == "html":
         typer.echo(to_html(rows, findings, f"What {title} does"), nl=False)
     else:
-        pixels = pixel_policy(
-            "clean_pixel_data" in (options or ()), compiled.filters is not None
-        )
+        pixels = pixel_policy("clean_pixel_data" in (options or ()), compiled.filters)
         text = to_markdown(rows, findings, f"What {title} does", pixels)
         typer.echo(text, nl=False)
     if findings:

@@ -37,6 +37,7 @@ from exporter.engine.worker import (
 )
 from exporter.errors import ExporterError, SettingsError
 from exporter.policy.annex_e import EDITION, validate_options
+from exporter.policy.deid_filters import with_filters
 from exporter.policy.explain import explain
 from exporter.policy.profile import DEFAULT_OPTIONS, build_recipe
 from exporter.policy.recipe import CompiledRecipe, compile_recipe, compose, load_recipe
@@ -74,6 +75,7 @@ class RunRequest:
     workers: int = 1
     database_url: str | None = None
     options: frozenset[str] | None = None  # Annex E options; None: the default
+    filters: tuple[str, ...] = ()  # deid's shipped %filter sets, by name
 
 
 class Progress:
@@ -142,6 +144,7 @@ def _recipe(request: RunRequest) -> tuple[CompiledRecipe, tuple[str, ...] | None
         user = load_recipe(request.recipe)
         # Only the file's name: a full path may name a person.
         policy = compose(policy, user, f"{request.recipe.name} over {name}")
+    policy = with_filters(policy, request.filters)
     _, findings = explain(policy, options)
     return policy, None if findings else tuple(sorted(options))
 

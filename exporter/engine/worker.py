@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+from pydicom import dcmwrite
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
@@ -218,7 +219,15 @@ def _encode(
         # Rare syntaxes: let pydicom write everything.
         ds.preamble = b"\x00" * 128
         buffer = io.BytesIO()
-        ds.save_as(buffer, enforce_file_format=True)
+        # dcmwrite, not save_as: a big endian source rewritten little endian
+        # is a conversion save_as refuses.
+        dcmwrite(
+            buffer,
+            ds,
+            implicit_vr=syntax.is_implicit_VR,
+            little_endian=syntax.is_little_endian,
+            enforce_file_format=True,
+        )
         return [buffer.getvalue()]
     head = encode_file_meta(
         str(meta.MediaStorageSOPClassUID),

@@ -97,15 +97,27 @@ def _paint(
     """Paint the strokes in ``box`` with the median (or mode) of what surrounds them.
 
     The strokes are the minority side of an Otsu split of the box (text is
-    thin; bright or dark), grown by one pixel for anti-aliasing. Painting them
-    with the local median leaves no letter shapes and keeps the anatomy around.
+    thin; bright or dark). The pixels bordering them are painted too when
+    they look more like the strokes than the surroundings (anti-aliasing).
+    Painting with the local median leaves no letter shapes and keeps the
+    anatomy around.
     """
     region = frame[box.y0 : box.y1, box.x0 : box.x1]
     gray = view[box.y0 : box.y1, box.x0 : box.x1].astype(np.float64).mean(axis=-1)
-    strokes = _strokes(gray)
-    if not strokes.any() or strokes.all():
+    core = _strokes(gray)
+    if not core.any() or core.all():
         return
-    around = region[~strokes]
+    grown = _grow(core)
+    outside = ~grown
+    if not outside.any():
+        outside = ~core
+    ring = grown & ~core
+    stroke_level = float(gray[core].mean())
+    around_level = float(np.median(gray[outside]))
+    strokes = core | (
+        ring & (np.abs(gray - stroke_level) < np.abs(gray - around_level))
+    )
+    around = region[outside]
     if fill == "mode":
         values, counts = np.unique(around, axis=0, return_counts=True)
         region[strokes] = values[int(np.argmax(counts))]
@@ -115,8 +127,18 @@ def _paint(
     )
 
 
+def _grow(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """``mask`` dilated by one pixel (4-neighbourhood)."""
+    grown = mask.copy()
+    grown[1:, :] |= mask[:-1, :]
+    grown[:-1, :] |= mask[1:, :]
+    grown[:, 1:] |= mask[:, :-1]
+    grown[:, :-1] |= mask[:, 1:]
+    return grown
+
+
 def _strokes(gray: NDArray[np.float64]) -> NDArray[np.bool_]:
-    """The minority class of an Otsu threshold, dilated by one pixel."""
+    """The minority class of an Otsu threshold."""
     histogram, edges = np.histogram(gray, bins=256, range=(0, 256))
     weights = histogram.cumsum().astype(np.float64)
     means = (histogram * edges[:-1]).cumsum()
@@ -130,10 +152,4 @@ def _strokes(gray: NDArray[np.float64]) -> NDArray[np.bool_]:
     # Bins up to the best split are the dark class: bright starts one edge on.
     threshold = edges[int(np.nanargmax(between)) + 1]
     bright = gray >= threshold
-    strokes = bright if bright.sum() <= bright.size / 2 else ~bright
-    grown = strokes.copy()
-    grown[1:, :] |= strokes[:-1, :]
-    grown[:-1, :] |= strokes[1:, :]
-    grown[:, 1:] |= strokes[:, :-1]
-    grown[:, :-1] |= strokes[:, 1:]
-    return grown
+    return bright if bright.sum() <= bright.size / 2 else ~bright

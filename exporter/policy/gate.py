@@ -1,10 +1,13 @@
 """The release gate: decide whether a de-identified instance may leave.
 
-Until pixel scrubbing exists (issue 4), any instance that may carry burned-in
-text is quarantined; so is anything the header policy could not fully clean.
+An instance that may carry burned-in text is cleaned (Clean Pixel Data, the
+recipe's %filter regions) or quarantined; so is anything the header policy
+could not fully clean.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_fragments
@@ -43,7 +46,7 @@ _CAPTURE_MODALITIES = {
 }
 
 
-def pixel_policy(clean_pixels: bool, filters: bool) -> list[str]:
+def pixel_policy(clean_pixels: bool, filters: dict[str, Any] | None) -> list[str]:
     """How pixel data is treated, in words, for the explain output."""
     kinds = sorted(set(_CAPTURE_CLASSES.values()) | set(_CAPTURE_MODALITIES.values()))
     lines = [
@@ -59,13 +62,27 @@ def pixel_policy(clean_pixels: bool, filters: bool) -> list[str]:
             "released uncompressed with BurnedInAnnotation NO, or quarantined with "
             "the reason when text remains or the pixels cannot be decoded."
         )
+        lines.append(
+            "Of every other series, the first frame of its first instance (in each "
+            "shard of 64 instances) is read by OCR as a sample: when it shows text, "
+            "every instance of the series is read and cleaned as above; otherwise the "
+            "series is released with its pixels unchanged. The catalog's pixel_check "
+            "says, per instance, which of these happened."
+        )
     else:
         lines.append("Those are quarantined in the workspace, not released.")
     if filters:
+        from exporter.policy.deid_filters import describe
+
         lines.append(
             "The recipe's %filter rules also apply: a blacklist match is quarantined; "
-            "graylist coordinates are blanked in every frame before release."
+            "graylist coordinates are blanked in every frame before release; a "
+            "graylist match without coordinates counts as may carry text; whitelist "
+            "rules never vouch for an image."
         )
+        counted = describe(filters)
+        if counted:
+            lines.append(counted)
     lines.append(
         "Every other instance keeps its pixel data byte for byte (never decoded)."
     )

@@ -504,5 +504,6 @@ def compose(base: CompiledRecipe, user: CompiledRecipe, name: str) -> CompiledRe
             line = f"# {line}"
         lines.append(line)
     composed = compile_recipe("\n".join(lines) + "\n", name)
-    composed.sources = ((1, base.path), (offset + 1, user.path))
+    # A base that is itself layered keeps its own sources: its lines are kept.
+    composed.sources = (*(base.sources or ((1, base.path),)), (offset + 1, user.path))
     return composed

@@ -81,7 +81,7 @@ def test_text_that_cannot_be_removed_keeps_the_instance_held(tmp_path: Path) -> 
 
 
 def test_palette_colour_is_cleaned_in_its_indices() -> None:
-    """pydicom's PALETTE COLOR ultrasound: text read in colour, painted with an index."""
+    """pydicom's PALETTE COLOR US: text read in colour, painted with an index."""
     from pydicom.pixels import apply_color_lut
 
     path = str(get_testdata_file("examples_palette.dcm"))
