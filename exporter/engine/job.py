@@ -464,6 +464,10 @@ def _finalize(
                 "instances_exported_by_pixel_check": dict(
                     sorted(summary.pixel_checks.items())
                 ),
+                # "quarantined: may carry burned-in text", ...: categories only.
+                "instances_not_exported_by_reason": dict(
+                    sorted(summary.reasons.items())
+                ),
             },
         },
     )

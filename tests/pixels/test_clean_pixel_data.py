@@ -64,6 +64,10 @@ def test_without_the_option_captures_stay_quarantined(tmp_path: Path) -> None:
         RunRequest(manifest, str(tmp_path / "src"), tmp_path / "out", tmp_path / "ws")
     )
     assert summary.quarantined == 2 and summary.pixels_cleaned == 0
+    provenance = json.loads((tmp_path / "out" / "provenance.json").read_text())
+    assert provenance["counts"]["instances_not_exported_by_reason"] == {
+        "quarantined: may carry burned-in text": 2
+    }
 
 
 def test_text_that_cannot_be_removed_keeps_the_instance_held(tmp_path: Path) -> None:
