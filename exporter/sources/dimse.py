@@ -1,0 +1,271 @@
+"""A PACS over DICOM networking (DIMSE): resolve manifest rows with C-FIND.
+
+Work in progress for issue 5: this module resolves rows into studies and
+lists a study's instances; retrieval (C-GET, C-MOVE to our own storage SCP)
+and the spool come next, and until then ``--source dicom://`` is refused by
+the command line.
+
+pynetdicom does not set TCP_NODELAY; every association here sets it on its
+socket when the connection opens (Nagle's algorithm otherwise holds small
+PDUs back, measured at about 100 ms per exchange).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from pydicom.dataset import Dataset
+
+from exporter.cohort import Selection
+from exporter.errors import SourceError
+from exporter.sources.base import InstanceRef, StudyRef
+
+logger = logging.getLogger(__name__)
+
+STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
+_SPEC = re.compile(
+    r"^dicom://(?P<aet>[^@/]{1,16})@(?P<host>[^:/]+):(?P<port>\d{1,5})/?$"
+)
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Where the PACS listens and who we say we are."""
+
+    called_aet: str
+    host: str
+    port: int
+    calling_aet: str = "EXPORTER"
+    timeout: float = 30.0  # seconds, for connecting, each PDU and each DIMSE reply
+
+    @classmethod
+    def parse(cls, spec: str, calling_aet: str = "EXPORTER") -> Peer:
+        """``dicom://CALLED_AE@host:port``.
+
+        Raises
+        ------
+        SourceError
+            When ``spec`` has another form.
+        """
+        match = _SPEC.match(spec)
+        if match is None:
+            raise SourceError(
+                f"source {spec!r} is not dicom://CALLED_AE@host:port "
+                "(an AE title is 1-16 characters)"
+            )
+        return cls(match["aet"], match["host"], int(match["port"]), calling_aet)
+
+    @property
+    def label(self) -> str:
+        """The peer, safe to log (an AE title and an address, no identifier)."""
+        return f"{self.called_aet}@{self.host}:{self.port}"
+
+
+def _nodelay(event: Any) -> None:
+    """EVT_CONN_OPEN: send small PDUs at once."""
+    sock = getattr(getattr(event.assoc, "dul", None), "socket", None)
+    raw = getattr(sock, "socket", None)
+    if raw is not None:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+@contextmanager
+def associate(peer: Peer, contexts: list[str]) -> Iterator[Any]:
+    """An established association with ``peer``, released on exit.
+
+    Raises
+    ------
+    SourceError
+        Naming the peer and what to do: unreachable, or our AE title refused.
+    """
+    try:
+        from pynetdicom import AE, evt
+    except ImportError as exc:
+        raise SourceError(
+            "a dicom:// source needs the pacs extra: pip install 'exporter[pacs]'"
+        ) from exc
+
+    ae = AE(ae_title=peer.calling_aet)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = peer.timeout
+    ae.connection_timeout = peer.timeout
+    for context in contexts:
+        ae.add_requested_context(context)
+    try:
+        socket.getaddrinfo(peer.host, peer.port)
+    except OSError:
+        raise SourceError(
+            f"cannot resolve the PACS host of {peer.label}; check the name"
+        ) from None
+    assoc = ae.associate(
+        peer.host,
+        peer.port,
+        ae_title=peer.called_aet,
+        evt_handlers=[(evt.EVT_CONN_OPEN, _nodelay)],
+    )
+    if assoc.is_rejected:
+        raise SourceError(
+            f"the PACS {peer.label} rejected the association from AE title "
+            f"{peer.calling_aet!r}; register {peer.calling_aet!r} (this host, "
+            "its port) on the PACS, or pass the AE title it knows with --ae-title"
+        )
+    if not assoc.is_established:
+        raise SourceError(
+            f"cannot open an association with {peer.label} (no answer, refused "
+            "or aborted); check the host, port and called AE title"
+        )
+    try:
+        yield assoc
+    finally:
+        if assoc.is_established:
+            assoc.release()
+
+
+def _find(peer: Peer, query: Dataset) -> list[Dataset]:
+    """The identifiers of every pending C-FIND response, Study Root."""
+    answers = []
+    with associate(peer, [STUDY_ROOT_FIND]) as assoc:
+        for status, identifier in assoc.send_c_find(query, STUDY_ROOT_FIND):
+            code = getattr(status, "Status", None)
+            if code is None and _aborted(assoc):
+                # What a PACS does to a calling AE title it does not know.
+                raise SourceError(
+                    f"the PACS {peer.label} aborted a C-FIND from AE title "
+                    f"{peer.calling_aet!r}; register {peer.calling_aet!r} (this "
+                    "host, its port) on the PACS, or pass the AE title it knows "
+                    "with --ae-title"
+                )
+            if code is None:
+                raise SourceError(
+                    f"the PACS {peer.label} stopped answering a C-FIND within "
+                    f"{peer.timeout:.0f} s; run again to retry"
+                )
+            if code in (0xFF00, 0xFF01):
+                if identifier is not None:
+                    answers.append(identifier)
+            elif code != 0x0000:
+                raise SourceError(
+                    f"the PACS {peer.label} refused a C-FIND (status 0x{code:04X}); "
+                    f"is {peer.calling_aet!r} allowed to query it?"
+                )
+    return answers
+
+
+def _aborted(assoc: Any, wait: float = 2.0) -> bool:
+    """Whether the peer aborted: the flag is set a moment after the reply ends."""
+    deadline = time.monotonic() + wait
+    while not assoc.is_aborted and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return bool(assoc.is_aborted)
+
+
+class DimseSource:
+    """Studies on a PACS, found with C-FIND (Study Root)."""
+
+    def __init__(self, peer: Peer) -> None:
+        self.peer = peer
+        self.name = f"dicom://{peer.called_aet}"
+
+    def find(self, selection: Selection) -> list[StudyRef]:
+        """The studies one row selects: its key queried, date and modality checked.
+
+        The date range is sent to the PACS and checked again here (some PACS
+        ignore it); the modality is checked here against ModalitiesInStudy,
+        or the series when the PACS does not return it. A PACS that does not
+        say how many instances a study holds is asked per series and image.
+        """
+        query = Dataset()
+        query.QueryRetrieveLevel = "STUDY"
+        query.StudyInstanceUID = selection.study_instance_uid or ""
+        query.AccessionNumber = (
+            selection.accession_number
+            if selection.accession_number and not selection.study_instance_uid
+            else ""
+        )
+        query.PatientID = (
+            selection.patient_id
+            if selection.patient_id
+            and not (selection.study_instance_uid or selection.accession_number)
+            else ""
+        )
+        query.StudyDate = _date_range(selection)
+        query.ModalitiesInStudy = ""
+        query.NumberOfStudyRelatedInstances = ""
+        found = []
+        for answer in _find(self.peer, query):
+            study_uid = str(answer.get("StudyInstanceUID", "") or "")
+            if not study_uid:
+                continue
+            modalities = _values(answer.get("ModalitiesInStudy"))
+            if selection.modality and not modalities:
+                modalities = sorted({s.modality for s in self._series(study_uid)})
+            date = str(answer.get("StudyDate", "") or "") or None
+            if not selection.matches_study(date, modalities):
+                continue
+            count = str(answer.get("NumberOfStudyRelatedInstances", "") or "")
+            instances = (
+                int(count)
+                if count.strip().isdigit()
+                else len(self.instances(study_uid))
+            )
+            found.append(
+                StudyRef(study_uid, str(answer.get("PatientID", "") or ""), instances)
+            )
+        return sorted(set(found), key=lambda ref: ref.study_uid)
+
+    def instances(self, study_uid: str) -> list[InstanceRef]:
+        """The study's instances as the PACS lists them, by SOPInstanceUID."""
+        refs = []
+        for series in self._series(study_uid):
+            query = Dataset()
+            query.QueryRetrieveLevel = "IMAGE"
+            query.StudyInstanceUID = study_uid
+            query.SeriesInstanceUID = series.uid
+            query.SOPInstanceUID = ""
+            for answer in _find(self.peer, query):
+                sop = str(answer.get("SOPInstanceUID", "") or "")
+                if sop:
+                    refs.append(InstanceRef(item=sop, sop_uid=sop))
+        return sorted(set(refs), key=lambda ref: ref.item)
+
+    def _series(self, study_uid: str) -> list[_Series]:
+        query = Dataset()
+        query.QueryRetrieveLevel = "SERIES"
+        query.StudyInstanceUID = study_uid
+        query.SeriesInstanceUID = ""
+        query.Modality = ""
+        return [
+            _Series(str(a.SeriesInstanceUID), str(a.get("Modality", "") or "").upper())
+            for a in _find(self.peer, query)
+            if a.get("SeriesInstanceUID")
+        ]
+
+
+@dataclass(frozen=True)
+class _Series:
+    uid: str
+    modality: str
+
+
+def _date_range(selection: Selection) -> str:
+    """A DA range matching key (PS3.4 C.2.2.2.5), or empty for any date."""
+    if selection.date_from is None and selection.date_to is None:
+        return ""
+    low = selection.date_from.strftime("%Y%m%d") if selection.date_from else ""
+    high = selection.date_to.strftime("%Y%m%d") if selection.date_to else ""
+    return f"{low}-{high}"
+
+
+def _values(value: Any) -> list[str]:
+    """A multi-valued answer as upper-case strings."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [value.upper()]
+    return [str(v).upper() for v in value]
