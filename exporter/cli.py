@@ -98,6 +98,26 @@ def _configure_logging(quiet: bool, verbose: bool) -> None:
         logging.getLogger("pydicom").setLevel(logging.ERROR)
 
 
+# Policy flags shared by `run` and `recipe explain`.
+OptionFlag = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--option",
+        help="Annex E option of the built-in profile (repeat; 'none' for the bare "
+        "Basic Profile); a recipe file is layered on it.",
+        show_default="retain_long_modified_dates, retain_patient_characteristics",
+    ),
+]
+FiltersFlag = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--filters",
+        help="deid's shipped %filter rules to layer on the recipe (repeat): "
+        "deid, deid-ultrasound, deid-xray-chest.",
+    ),
+]
+
+
 def _summary_line(summary: JobSummary) -> str:
     rows = ", ".join(
         f"{n} {status}" for status, n in sorted(summary.rows_status.items())
@@ -159,22 +179,8 @@ def run(
             help="State database URL.", show_default="SQLite in the workspace"
         ),
     ] = None,
-    option: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Annex E option of the profile (repeat; 'none' for the bare Basic "
-            "Profile); a --recipe is layered on it.",
-            show_default="retain_long_modified_dates, retain_patient_characteristics",
-        ),
-    ] = None,
-    filters: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--filters",
-            help="deid's shipped %filter rules to layer on the recipe (repeat): "
-            "deid, deid-ultrasound, deid-xray-chest.",
-        ),
-    ] = None,
+    option: OptionFlag = None,
+    filters: FiltersFlag = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Only errors and the summary.")
     ] = False,
@@ -298,21 +304,8 @@ def recipe_explain(
     recipe: Annotated[
         Path | None, typer.Argument(help="A recipe file; none: the built-in profile.")
     ] = None,
-    option: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Annex E option of the built-in profile (repeat; 'none' for the "
-            "bare Basic Profile).",
-            show_default="retain_long_modified_dates, retain_patient_characteristics",
-        ),
-    ] = None,
-    filters: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--filters",
-            help="deid's shipped %filter rules to layer on the recipe (repeat).",
-        ),
-    ] = None,
+    option: OptionFlag = None,
+    filters: FiltersFlag = None,
     output_format: Annotated[
         str, typer.Option("--format", help="md, csv or html.", show_default=True)
     ] = "md",

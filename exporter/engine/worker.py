@@ -264,13 +264,12 @@ class _Pixels:
 
 def _pixels(
     task: StudyTask,
-    item: str,
+    source: SourceFile,
     ds: Dataset,
     risk: str | None,
     verdict: Verdict,
     series: str,
     result: StudyResult,
-    has_pixels: bool,
 ) -> _Pixels:
     """Clean, check by sample, or copy the pixel data, as the policy says.
 
@@ -281,11 +280,13 @@ def _pixels(
     cleaned.
     """
     by_rule = bool(verdict.regions)
+    has_pixels = source.pixel_element is not None or "PixelData" in ds
+    data = source.data  # decoded from the bytes read once, not read again
     if task.clean_pixels and risk is None and not by_rule and has_pixels:
         if series in task.ocr_series or result.samples.get(series):
             risk = "a sample of its series showed text"
         elif series not in result.samples:
-            shows = sample_shows_text(item, rapidocr_detector)
+            shows = sample_shows_text(data, rapidocr_detector)
             result.samples[series] = bool(shows)
             if shows:
                 risk = "a sample of its series showed text"
@@ -298,7 +299,7 @@ def _pixels(
     if not by_rule and (risk is None or not task.clean_pixels):
         return _Pixels(risk)
     detect = rapidocr_detector if task.clean_pixels else None
-    why = clean_pixel_data(item, ds, detect, verdict.regions)
+    why = clean_pixel_data(data, ds, detect, verdict.regions)
     if why is not None:
         return _Pixels(f"{risk or 'pixel regions'}; {why}")
     result.pixels_cleaned += 1
@@ -344,16 +345,7 @@ def _one(
         pixels = (
             _Pixels(risk)
             if verdict.blacklisted or problems
-            else _pixels(
-                task,
-                item,
-                ds,
-                risk,
-                verdict,
-                series,
-                result,
-                source.pixel_element is not None or "PixelData" in ds,
-            )
+            else _pixels(task, source, ds, risk, verdict, series, result)
         )
         data = _encode(ds, source, pixels.syntax)
         sop = safe_component(str(ds.SOPInstanceUID))

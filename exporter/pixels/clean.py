@@ -11,6 +11,7 @@ nothing legible was left.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 
 import numpy as np
@@ -31,7 +32,7 @@ class Undecodable(Exception):
 
 
 def clean_pixel_data(
-    path: str,
+    path: str | bytes,
     ds: Dataset,
     detect: TextDetector | None = rapidocr_detector,
     regions: list[Region] | None = None,
@@ -40,6 +41,8 @@ def clean_pixel_data(
 
     Parameters
     ----------
+    path
+        The source file, or its bytes when the caller has read it already.
     detect
         The text detector, or None to clean the ``regions`` alone.
     regions
@@ -51,7 +54,7 @@ def clean_pixel_data(
         Why the pixels could not be cleaned (the instance stays quarantined),
         or None when ``ds`` now holds clean, uncompressed pixel data.
     """
-    source = pydicom.dcmread(path, force=True)
+    source = _read(path)
     try:
         frames, photometric, view = decode(source)
     except Undecodable as exc:
@@ -70,17 +73,24 @@ def clean_pixel_data(
     return None
 
 
-def sample_shows_text(path: str, detect: TextDetector) -> bool | None:
-    """Whether the first frame of the file at ``path`` shows legible text.
+def sample_shows_text(path: str | bytes, detect: TextDetector) -> bool | None:
+    """Whether the first frame of the file at ``path`` (or its bytes) shows text.
 
     None when the pixel data cannot be decoded (nothing could be looked at).
     """
-    source = pydicom.dcmread(path, force=True)
+    source = _read(path)
     try:
         frames, _, view = decode(source, first_frame_only=True)
     except Undecodable:
         return None
     return bool(detect(view(frames[0])))
+
+
+def _read(path: str | bytes) -> Dataset:
+    """The whole source dataset, from its path or from bytes already read."""
+    return pydicom.dcmread(
+        io.BytesIO(path) if isinstance(path, bytes) else path, force=True
+    )
 
 
 def decode(

@@ -16,7 +16,7 @@ import logging
 import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -127,33 +127,45 @@ def associate(peer: Peer, contexts: list[str]) -> Iterator[Any]:
             assoc.release()
 
 
+@contextmanager
+def _finder(peer: Peer) -> Iterator[Callable[[Dataset], list[Dataset]]]:
+    """Run C-FIND queries, one after another, on one association."""
+    with associate(peer, [STUDY_ROOT_FIND]) as assoc:
+        yield lambda query: _answers(peer, assoc, query)
+
+
 def _find(peer: Peer, query: Dataset) -> list[Dataset]:
+    """The answers to one C-FIND query, on an association of its own."""
+    with _finder(peer) as find:
+        return find(query)
+
+
+def _answers(peer: Peer, assoc: Any, query: Dataset) -> list[Dataset]:
     """The identifiers of every pending C-FIND response, Study Root."""
     answers = []
-    with associate(peer, [STUDY_ROOT_FIND]) as assoc:
-        for status, identifier in assoc.send_c_find(query, STUDY_ROOT_FIND):
-            code = getattr(status, "Status", None)
-            if code is None and _aborted(assoc):
-                # What a PACS does to a calling AE title it does not know.
-                raise SourceError(
-                    f"the PACS {peer.label} aborted a C-FIND from AE title "
-                    f"{peer.calling_aet!r}; register {peer.calling_aet!r} (this "
-                    "host, its port) on the PACS, or pass the AE title it knows "
-                    "with --ae-title"
-                )
-            if code is None:
-                raise SourceError(
-                    f"the PACS {peer.label} stopped answering a C-FIND within "
-                    f"{peer.timeout:.0f} s; run again to retry"
-                )
-            if code in (0xFF00, 0xFF01):
-                if identifier is not None:
-                    answers.append(identifier)
-            elif code != 0x0000:
-                raise SourceError(
-                    f"the PACS {peer.label} refused a C-FIND (status 0x{code:04X}); "
-                    f"is {peer.calling_aet!r} allowed to query it?"
-                )
+    for status, identifier in assoc.send_c_find(query, STUDY_ROOT_FIND):
+        code = getattr(status, "Status", None)
+        if code is None and _aborted(assoc):
+            # What a PACS does to a calling AE title it does not know.
+            raise SourceError(
+                f"the PACS {peer.label} aborted a C-FIND from AE title "
+                f"{peer.calling_aet!r}; register {peer.calling_aet!r} (this "
+                "host, its port) on the PACS, or pass the AE title it knows "
+                "with --ae-title"
+            )
+        if code is None:
+            raise SourceError(
+                f"the PACS {peer.label} stopped answering a C-FIND within "
+                f"{peer.timeout:.0f} s; run again to retry"
+            )
+        if code in (0xFF00, 0xFF01):
+            if identifier is not None:
+                answers.append(identifier)
+        elif code != 0x0000:
+            raise SourceError(
+                f"the PACS {peer.label} refused a C-FIND (status 0x{code:04X}); "
+                f"is {peer.calling_aet!r} allowed to query it?"
+            )
     return answers
 
 
@@ -204,7 +216,8 @@ class DimseSource:
                 continue
             modalities = _values(answer.get("ModalitiesInStudy"))
             if selection.modality and not modalities:
-                modalities = sorted({s.modality for s in self._series(study_uid)})
+                with _finder(self.peer) as find:
+                    modalities = sorted({s.modality for s in _series(find, study_uid)})
             date = str(answer.get("StudyDate", "") or "") or None
             if not selection.matches_study(date, modalities):
                 continue
@@ -221,30 +234,33 @@ class DimseSource:
 
     def instances(self, study_uid: str) -> list[InstanceRef]:
         """The study's instances as the PACS lists them, by SOPInstanceUID."""
-        refs = []
-        for series in self._series(study_uid):
-            query = Dataset()
-            query.QueryRetrieveLevel = "IMAGE"
-            query.StudyInstanceUID = study_uid
-            query.SeriesInstanceUID = series.uid
-            query.SOPInstanceUID = ""
-            for answer in _find(self.peer, query):
-                sop = str(answer.get("SOPInstanceUID", "") or "")
-                if sop:
-                    refs.append(InstanceRef(item=sop, sop_uid=sop))
-        return sorted(set(refs), key=lambda ref: ref.item)
+        refs = set()
+        with _finder(self.peer) as find:
+            for series in _series(find, study_uid):
+                query = Dataset()
+                query.QueryRetrieveLevel = "IMAGE"
+                query.StudyInstanceUID = study_uid
+                query.SeriesInstanceUID = series.uid
+                query.SOPInstanceUID = ""
+                for answer in find(query):
+                    sop = str(answer.get("SOPInstanceUID", "") or "")
+                    if sop:
+                        refs.add(InstanceRef(item=sop, sop_uid=sop))
+        return sorted(refs, key=lambda ref: ref.item)
 
-    def _series(self, study_uid: str) -> list[_Series]:
-        query = Dataset()
-        query.QueryRetrieveLevel = "SERIES"
-        query.StudyInstanceUID = study_uid
-        query.SeriesInstanceUID = ""
-        query.Modality = ""
-        return [
-            _Series(str(a.SeriesInstanceUID), str(a.get("Modality", "") or "").upper())
-            for a in _find(self.peer, query)
-            if a.get("SeriesInstanceUID")
-        ]
+
+def _series(find: Callable[[Dataset], list[Dataset]], study_uid: str) -> list[_Series]:
+    """A study's series and their modalities (SERIES-level C-FIND)."""
+    query = Dataset()
+    query.QueryRetrieveLevel = "SERIES"
+    query.StudyInstanceUID = study_uid
+    query.SeriesInstanceUID = ""
+    query.Modality = ""
+    return [
+        _Series(str(a.SeriesInstanceUID), str(a.get("Modality", "") or "").upper())
+        for a in find(query)
+        if a.get("SeriesInstanceUID")
+    ]
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,22 @@ def _ct_series(root: Path, count: int) -> str:
     return study
 
 
+def _export(tmp_path: Path, slices: int) -> tuple[job.JobSummary, Path]:
+    """Export a generated CT series of ``slices`` with Clean Pixel Data, 1 worker."""
+    (tmp_path / "src").mkdir()
+    study = _ct_series(tmp_path / "src", slices)
+    manifest = write_manifest(tmp_path / "m.csv", [{"StudyInstanceUID": study}])
+    request = RunRequest(
+        manifest,
+        str(tmp_path / "src"),
+        tmp_path / "out",
+        tmp_path / "ws",
+        workers=1,
+        options=DEFAULT_OPTIONS | {"clean_pixel_data"},
+    )
+    return run_job(request), tmp_path / "out"
+
+
 def test_text_seen_in_one_shard_sends_every_shard_to_ocr(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -60,21 +76,7 @@ def test_text_seen_in_one_shard_sends_every_shard_to_ocr(
     second look it would be released with its text.
     """
     monkeypatch.setattr(job, "SHARD_SIZE", 4)
-    (tmp_path / "src").mkdir()
-    study = _ct_series(tmp_path / "src", 8)
-    manifest = write_manifest(tmp_path / "m.csv", [{"StudyInstanceUID": study}])
-    out = tmp_path / "out"
-
-    summary = run_job(
-        RunRequest(
-            manifest,
-            str(tmp_path / "src"),
-            out,
-            tmp_path / "ws",
-            workers=1,
-            options=DEFAULT_OPTIONS | {"clean_pixel_data"},
-        )
-    )
+    summary, out = _export(tmp_path, 8)
 
     assert summary.exported == 8 and summary.quarantined == 0
     for path in (out / "dicom").rglob("*.dcm"):
@@ -87,19 +89,7 @@ def test_text_seen_in_one_shard_sends_every_shard_to_ocr(
 
 def test_clean_series_is_released_on_its_sample(tmp_path: Path) -> None:
     """No text in the sample: one instance read, the others copied byte for byte."""
-    (tmp_path / "src").mkdir()
-    study = _ct_series(tmp_path / "src", 2)  # slices 0 and 1: no text
-    manifest = write_manifest(tmp_path / "m.csv", [{"StudyInstanceUID": study}])
-    out = tmp_path / "out"
-    summary = run_job(
-        RunRequest(
-            manifest,
-            str(tmp_path / "src"),
-            out,
-            tmp_path / "ws",
-            options=DEFAULT_OPTIONS | {"clean_pixel_data"},
-        )
-    )
+    summary, out = _export(tmp_path, 2)  # slices 0 and 1: no text
     assert summary.exported == 2 and summary.pixels_cleaned == 0
     counts = json.loads((out / "provenance.json").read_text())["counts"]
     assert counts["instances_exported_by_pixel_check"] == {"copied": 1, "sampled": 1}
