@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -49,7 +50,7 @@ from exporter.report import (
     write_provenance,
     write_reconciliation,
 )
-from exporter.sources import check_source, open_source
+from exporter.sources import NOT_RETRIEVED, check_source, open_source
 from exporter.sources.base import Source
 from exporter.state import Job, Linkage, Outcome, RowMatch, Task, open_database
 from exporter.workspace import Workspace, check_separation, open_workspace, resolve_root
@@ -230,7 +231,9 @@ def _record(engine: Engine, job_id: str, result: StudyResult) -> None:
             session.exec(statement)
         task = session.get(Task, result.task_id)
         assert task is not None
-        task.state = "done"
+        # What the source could not deliver is asked for again by the next run.
+        short = any(o[2].startswith(NOT_RETRIEVED) for o in result.outcomes)
+        task.state = "pending" if short else "done"
         task.exported = result.exported
         task.quarantined = result.quarantined
         task.failed = result.failed
@@ -278,10 +281,12 @@ def _execute(
         if len(gathered[result.task_id]) < expected[result.task_id]:
             return
         parts = sorted(gathered.pop(result.task_id), key=lambda r: r.shard)
-        parts = _recheck(by_id[result.task_id], parts)
+        task = by_id[result.task_id]
+        parts = _recheck(task, parts)
         whole = parts[0]
         for part in parts[1:]:
             whole.merge(part)
+        whole.outcomes += [(item, "failed", why, None) for item, why in task.missing]
         del expected[whole.task_id]
         write_study_parts(by_id.pop(whole.task_id), whole)
         on_result(whole)
@@ -569,14 +574,23 @@ def run_job(request: RunRequest, progress: Progress | None = None) -> JobSummary
         sweep_partial(out)
         job_dir = ws.job_dir(job_id)
         sweep_partial(job_dir)
-        studies = (
-            StudyTask(
+        # Files a PACS delivered live here only while their study is exported;
+        # what an interrupted run left is removed before anything else.
+        spool = job_dir / "spool"
+        shutil.rmtree(spool, ignore_errors=True)
+        ordinals = {t.id or 0: t.ordinal for t in pending}
+
+        def study_task(t: Task) -> StudyTask:
+            # Called lazily, as workers ask for work: the next study is fetched
+            # while the previous ones are being exported.
+            got = source.retrieve(t.study_uid, spool / f"{t.ordinal:08d}")
+            return StudyTask(
                 task_id=t.id or 0,
                 ordinal=t.ordinal,
                 study_uid=t.study_uid,
                 patient_id=t.patient_id,
                 subject_id=t.subject_id,
-                items=tuple(i.item for i in source.instances(t.study_uid)),
+                items=got.items,
                 out_dir=str(out),
                 job_dir=str(job_dir),
                 secret=ws.secret,
@@ -584,12 +598,14 @@ def run_job(request: RunRequest, progress: Progress | None = None) -> JobSummary
                 recipe_path=recipe.path,
                 options=options,
                 clean_pixels="clean_pixel_data" in (request.options or ()),
+                missing=got.missing,
             )
-            for t in pending
-        )
+
+        studies = (study_task(t) for t in pending)
         progress.start(len(pending))
 
         def on_result(result: StudyResult) -> None:
+            shutil.rmtree(spool / f"{ordinals[result.task_id]:08d}", ignore_errors=True)
             _record(engine, job_id, result)
             progress.advance(
                 result.exported + result.quarantined + result.failed, result.bytes_out

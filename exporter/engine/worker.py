@@ -78,6 +78,8 @@ class StudyTask:
     # Series (original UIDs) whose every instance is read by OCR: a sample of
     # them showed text in another shard of the study.
     ocr_series: frozenset[str] = frozenset()
+    # (item, reason) of instances the source could not deliver.
+    missing: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -428,7 +430,10 @@ def write_study_parts(task: StudyTask, result: StudyResult) -> None:
     patient = _context(task, pseudonyms).patient_pseudonym
     study_uid = pseudonyms.uid(task.study_uid)
     held = result.quarantined + result.failed
-    for name, table in study_tables(result.rows, patient, study_uid, held).items():
+    # Rows in the order of their (pseudonymous) paths: the same catalog
+    # whichever order the source delivered the files in.
+    rows = sorted(result.rows, key=lambda row: str(row["file_path"]))
+    for name, table in study_tables(rows, patient, study_uid, held).items():
         part = Path(task.job_dir) / "parts" / name / f"{task.ordinal:08d}.parquet"
         part.parent.mkdir(parents=True, exist_ok=True)
         tmp = part.with_name(f".tmp-{os.getpid()}-{part.name}")

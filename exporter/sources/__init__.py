@@ -11,12 +11,21 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from exporter.errors import SourceError
-from exporter.sources.base import InstanceRef, ScanReport, Source, StudyRef
+from exporter.sources.base import (
+    NOT_RETRIEVED,
+    InstanceRef,
+    Retrieved,
+    ScanReport,
+    Source,
+    StudyRef,
+)
 from exporter.sources.folder import FolderSource
 
 __all__ = [
+    "NOT_RETRIEVED",
     "FolderSource",
     "InstanceRef",
+    "Retrieved",
     "ScanReport",
     "Source",
     "StudyRef",

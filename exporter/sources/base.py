@@ -3,7 +3,8 @@
 A source answers three questions for the engine: which studies does a manifest
 row select (:meth:`Source.find`), which instances make up a study
 (:meth:`Source.instances`), and which items could not be used and why
-(:meth:`Source.skipped`). Sources that keep an index (a folder) build it with
+(:meth:`Source.skipped`), and how to get a study's files
+(:meth:`Source.retrieve`). Sources that keep an index (a folder) build it with
 :meth:`Source.scan`; the others return an empty report.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from exporter.cohort import Selection
@@ -74,6 +76,28 @@ class ScanReport:
     skipped: Mapping[str, int]
 
 
+# The reason every instance a source could not deliver fails with; a study
+# with such failures is retried on the next run.
+NOT_RETRIEVED = "not retrieved from the source"
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    """A study made ready to read: its files, and what did not arrive.
+
+    Attributes
+    ----------
+    items
+        Paths of the study's files, in the order they are exported.
+    missing
+        (item, reason) for each instance expected and not received; the
+        reason starts with :data:`NOT_RETRIEVED` and never quotes a value.
+    """
+
+    items: tuple[str, ...]
+    missing: tuple[tuple[str, str], ...] = ()
+
+
 class Source(Protocol):
     """Where studies live: a folder, a DIMSE peer or a DICOMweb service."""
 
@@ -94,4 +118,13 @@ class Source(Protocol):
 
     def skipped(self) -> list[tuple[str, str]]:
         """Return (item, reason) for every item the source will not export."""
+        ...
+
+    def retrieve(self, study_uid: str, spool: Path) -> Retrieved:
+        """Make a study's files readable, fetching them into ``spool`` if needed.
+
+        A folder's files are read where they are; a PACS's are stored in
+        ``spool``, which the engine removes once the study is exported. Never
+        raises for an instance that could not be had: it is listed as missing.
+        """
         ...

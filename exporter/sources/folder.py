@@ -32,7 +32,7 @@ from sqlmodel import col
 
 from exporter.cohort import Selection
 from exporter.errors import SourceError
-from exporter.sources.base import InstanceRef, ScanReport, StudyRef
+from exporter.sources.base import InstanceRef, Retrieved, ScanReport, StudyRef
 from exporter.state.models import IndexedFile
 
 logger = logging.getLogger(__name__)
@@ -302,6 +302,10 @@ class FolderSource:
             sop_uids.add(sop_uid)
             refs.append(InstanceRef(item=path, sop_uid=sop_uid))
         return refs
+
+    def retrieve(self, study_uid: str, spool: Path) -> Retrieved:
+        """The study's files where they are (nothing is copied to ``spool``)."""
+        return Retrieved(tuple(ref.item for ref in self.instances(study_uid)))
 
     def skipped(self) -> list[tuple[str, str]]:
         """Return (path, reason) of every skipped file under the folder, by path."""
