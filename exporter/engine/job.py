@@ -50,7 +50,12 @@ from exporter.report import (
     write_provenance,
     write_reconciliation,
 )
-from exporter.sources import NOT_RETRIEVED, check_source, open_source
+from exporter.sources import (
+    NOT_RETRIEVED,
+    NetworkSettings,
+    check_source,
+    open_source,
+)
 from exporter.sources.base import Source
 from exporter.state import Job, Linkage, Outcome, RowMatch, Task, open_database
 from exporter.workspace import Workspace, check_separation, open_workspace, resolve_root
@@ -77,6 +82,7 @@ class RunRequest:
     database_url: str | None = None
     options: frozenset[str] | None = None  # Annex E options; None: the default
     filters: tuple[str, ...] = ()  # deid's shipped %filter sets, by name
+    network: NetworkSettings = field(default_factory=NetworkSettings)  # a PACS
 
 
 class Progress:
@@ -530,14 +536,14 @@ def run_job(request: RunRequest, progress: Progress | None = None) -> JobSummary
     check_separation(root, out)
     manifest = read_manifest(request.manifest)
     recipe, options = _recipe(request)
-    check_source(request.source)
+    check_source(request.source, request.network)
     ws = open_workspace(root, request.database_url)
     if ws.created:
         progress.note(
             f"created workspace {ws.root} with a new random secret; back it up"
         )
     engine = open_database(ws.database_url)
-    source = open_source(request.source, engine)
+    source = open_source(request.source, engine, request.network)
     report = source.scan()
     summary = JobSummary(job_id="", out_dir=out, workspace=ws.root)
     summary.source_skipped.update(report.skipped)

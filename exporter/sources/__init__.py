@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
@@ -19,12 +20,14 @@ from exporter.sources.base import (
     Source,
     StudyRef,
 )
+from exporter.sources.dimse import DimseSource, Peer
 from exporter.sources.folder import FolderSource
 
 __all__ = [
     "NOT_RETRIEVED",
     "FolderSource",
     "InstanceRef",
+    "NetworkSettings",
     "Retrieved",
     "ScanReport",
     "Source",
@@ -33,46 +36,78 @@ __all__ = [
     "open_source",
 ]
 
-_ACCEPTED = "a source is a folder for now; dicom:// and DICOMweb URLs come later"
+_ACCEPTED = "a source is a folder or dicom://CALLED_AE@host:port"
 
 
-def check_source(spec: str) -> Path:
+@dataclass(frozen=True)
+class NetworkSettings:
+    """How to talk to a PACS: our AE title, C-GET or C-MOVE, limits."""
+
+    ae_title: str = "EXPORTER"
+    move: bool = False
+    store_port: int = 11113
+    store_address: str = "0.0.0.0"
+    timeout: float = 30.0
+    retries: int = 2
+
+
+def check_source(spec: str, network: NetworkSettings | None = None) -> None:
     """Check that ``spec`` names a usable source before anything is created.
 
     Raises
     ------
     SourceError
-        If ``spec`` is a URL, a file, or a missing folder.
+        If ``spec`` is an unsupported URL, a file, or a missing folder.
     """
+    if spec.startswith("dicom://"):
+        _peer(spec, network or NetworkSettings())
+        return
     if "://" in spec:
-        raise SourceError(f"source {spec!r} is a URL, not supported yet; {_ACCEPTED}")
+        raise SourceError(
+            f"source {spec!r} is a URL of a kind not supported; {_ACCEPTED}"
+        )
     path = Path(spec).expanduser()
     if not path.exists():
         raise SourceError(f"source folder {spec!r} does not exist; {_ACCEPTED}")
     if not path.is_dir():
         raise SourceError(f"source {spec!r} is not a folder; {_ACCEPTED}")
-    return path
 
 
-def open_source(spec: str, engine: Engine) -> Source:
+def _peer(spec: str, network: NetworkSettings) -> Peer:
+    if not 1 <= len(network.ae_title) <= 16:
+        raise SourceError("--ae-title must be 1 to 16 characters")
+    return Peer.parse(
+        spec,
+        network.ae_title,
+        move=network.move,
+        store_port=network.store_port,
+        store_address=network.store_address,
+        timeout=network.timeout,
+        retries=network.retries,
+    )
+
+
+def open_source(
+    spec: str, engine: Engine, network: NetworkSettings | None = None
+) -> Source:
     """Open the source that ``spec`` names.
 
     Parameters
     ----------
     spec
-        A path to a folder of DICOM files.
+        A path to a folder of DICOM files, or ``dicom://CALLED_AE@host:port``.
     engine
         The state database; a folder source keeps its index there.
-
-    Returns
-    -------
-    Source
-        A :class:`~exporter.sources.folder.FolderSource` for a folder.
+    network
+        For a PACS: our AE title, C-GET or C-MOVE, timeouts.
 
     Raises
     ------
     SourceError
-        If ``spec`` is a URL, a file, a missing folder or a folder that
-        cannot be read. The message names ``spec`` and what is accepted.
+        If ``spec`` is not a usable source; the message names it and what is
+        accepted.
     """
-    return FolderSource(check_source(spec), engine)
+    check_source(spec, network)
+    if spec.startswith("dicom://"):
+        return DimseSource(_peer(spec, network or NetworkSettings()))
+    return FolderSource(Path(spec).expanduser(), engine)

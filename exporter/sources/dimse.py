@@ -1,9 +1,8 @@
-"""A PACS over DICOM networking (DIMSE): resolve manifest rows with C-FIND.
+"""A PACS over DICOM networking (DIMSE): C-FIND to resolve, then retrieve.
 
-Work in progress for issue 5: this module resolves rows into studies and
-lists a study's instances; retrieval (C-GET, C-MOVE to our own storage SCP)
-and the spool come next, and until then ``--source dicom://`` is refused by
-the command line.
+Rows resolve with C-FIND (Study Root); a study is listed at IMAGE level (the
+instances expected) and fetched by ``exporter.sources.dimse_retrieve`` with
+C-GET, or C-MOVE to a storage SCP of our own, into the job's spool.
 
 pynetdicom does not set TCP_NODELAY; every association here sets it on its
 socket when the connection opens (Nagle's algorithm otherwise holds small
@@ -19,13 +18,20 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
 
 from exporter.cohort import Selection
 from exporter.errors import SourceError
-from exporter.sources.base import InstanceRef, StudyRef
+from exporter.sources.base import (
+    NOT_RETRIEVED,
+    InstanceRef,
+    Retrieved,
+    ScanReport,
+    StudyRef,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +50,13 @@ class Peer:
     port: int
     calling_aet: str = "EXPORTER"
     timeout: float = 30.0  # seconds, for connecting, each PDU and each DIMSE reply
+    move: bool = False  # C-MOVE to our storage SCP instead of C-GET
+    store_port: int = 11113  # where our storage SCP listens for C-MOVE
+    store_address: str = "0.0.0.0"  # the interface it listens on
+    retries: int = 2  # further attempts of a retrieval that failed, with backoff
 
     @classmethod
-    def parse(cls, spec: str, calling_aet: str = "EXPORTER") -> Peer:
+    def parse(cls, spec: str, calling_aet: str = "EXPORTER", **settings: Any) -> Peer:
         """``dicom://CALLED_AE@host:port``.
 
         Raises
@@ -60,7 +70,9 @@ class Peer:
                 f"source {spec!r} is not dicom://CALLED_AE@host:port "
                 "(an AE title is 1-16 characters)"
             )
-        return cls(match["aet"], match["host"], int(match["port"]), calling_aet)
+        return cls(
+            match["aet"], match["host"], int(match["port"]), calling_aet, **settings
+        )
 
     @property
     def label(self) -> str:
@@ -77,8 +89,17 @@ def _nodelay(event: Any) -> None:
 
 
 @contextmanager
-def associate(peer: Peer, contexts: list[str]) -> Iterator[Any]:
+def associate(
+    peer: Peer,
+    contexts: list[tuple[str, list[str] | None]],
+    roles: tuple[Any, ...] = (),
+    handlers: tuple[tuple[Any, Any], ...] = (),
+) -> Iterator[Any]:
     """An established association with ``peer``, released on exit.
+
+    ``contexts`` are (abstract syntax, transfer syntaxes or None for the
+    default ones); ``roles`` SCP/SCU role selections; ``handlers`` more
+    pynetdicom event handlers.
 
     Raises
     ------
@@ -95,8 +116,11 @@ def associate(peer: Peer, contexts: list[str]) -> Iterator[Any]:
     ae = AE(ae_title=peer.calling_aet)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = peer.timeout
     ae.connection_timeout = peer.timeout
-    for context in contexts:
-        ae.add_requested_context(context)
+    for abstract, syntaxes in contexts:
+        if syntaxes is None:
+            ae.add_requested_context(abstract)
+        else:
+            ae.add_requested_context(abstract, syntaxes)
     try:
         socket.getaddrinfo(peer.host, peer.port)
     except OSError:
@@ -107,7 +131,8 @@ def associate(peer: Peer, contexts: list[str]) -> Iterator[Any]:
         peer.host,
         peer.port,
         ae_title=peer.called_aet,
-        evt_handlers=[(evt.EVT_CONN_OPEN, _nodelay)],
+        ext_neg=list(roles) or None,
+        evt_handlers=[(evt.EVT_CONN_OPEN, _nodelay), *handlers],
     )
     if assoc.is_rejected:
         raise SourceError(
@@ -130,7 +155,7 @@ def associate(peer: Peer, contexts: list[str]) -> Iterator[Any]:
 @contextmanager
 def _finder(peer: Peer) -> Iterator[Callable[[Dataset], list[Dataset]]]:
     """Run C-FIND queries, one after another, on one association."""
-    with associate(peer, [STUDY_ROOT_FIND]) as assoc:
+    with associate(peer, [(STUDY_ROOT_FIND, None)]) as assoc:
         yield lambda query: _answers(peer, assoc, query)
 
 
@@ -234,7 +259,49 @@ class DimseSource:
 
     def instances(self, study_uid: str) -> list[InstanceRef]:
         """The study's instances as the PACS lists them, by SOPInstanceUID."""
-        refs = set()
+        return [
+            InstanceRef(item=i.sop_uid, sop_uid=i.sop_uid)
+            for i in self._listing(study_uid)
+        ]
+
+    def retrieve(self, study_uid: str, spool: Path) -> Retrieved:
+        """Fetch the study into ``spool``; what did not arrive is listed as missing.
+
+        The instances expected come from an IMAGE-level C-FIND; a PACS that
+        cannot be reached, or stops, leaves every instance not received
+        missing with the reason (the next run asks again).
+        """
+        from exporter.sources.dimse_retrieve import Spool, fetch
+
+        try:
+            listing = self._listing(study_uid)
+        except SourceError as exc:
+            return Retrieved((), ((f"study:{study_uid}", f"{NOT_RETRIEVED}: {exc}"),))
+        expected = {i.sop_uid for i in listing}
+        store = Spool(spool)
+        classes = [i.sop_class for i in listing if i.sop_class]
+        # No class from the PACS for some instance: offer the common ones too.
+        if len(classes) < len(listing):
+            classes = []
+        error = fetch(self.peer, study_uid, classes, expected, store)
+        why = f"{NOT_RETRIEVED}: {error}" if error else NOT_RETRIEVED
+        missing = tuple(
+            (f"sop:{sop}", why) for sop in sorted(expected - store.received.keys())
+        )
+        items = tuple(str(store.received[sop]) for sop in sorted(store.received))
+        return Retrieved(items, missing)
+
+    def scan(self, progress: Callable[[int], None] | None = None) -> ScanReport:
+        """Nothing to index: the PACS is asked per manifest row."""
+        return ScanReport(0, 0, 0, {})
+
+    def skipped(self) -> list[tuple[str, str]]:
+        """Nothing is skipped before retrieval; what fails is an outcome."""
+        return []
+
+    def _listing(self, study_uid: str) -> list[_Instance]:
+        """Every instance of the study: series, SOP instance and class UIDs."""
+        found = {}
         with _finder(self.peer) as find:
             for series in _series(find, study_uid):
                 query = Dataset()
@@ -242,11 +309,13 @@ class DimseSource:
                 query.StudyInstanceUID = study_uid
                 query.SeriesInstanceUID = series.uid
                 query.SOPInstanceUID = ""
+                query.SOPClassUID = ""
                 for answer in find(query):
                     sop = str(answer.get("SOPInstanceUID", "") or "")
                     if sop:
-                        refs.add(InstanceRef(item=sop, sop_uid=sop))
-        return sorted(refs, key=lambda ref: ref.item)
+                        sop_class = str(answer.get("SOPClassUID", "") or "")
+                        found[sop] = _Instance(series.uid, sop, sop_class)
+        return [found[sop] for sop in sorted(found)]
 
 
 def _series(find: Callable[[Dataset], list[Dataset]], study_uid: str) -> list[_Series]:
@@ -261,6 +330,13 @@ def _series(find: Callable[[Dataset], list[Dataset]], study_uid: str) -> list[_S
         for a in find(query)
         if a.get("SeriesInstanceUID")
     ]
+
+
+@dataclass(frozen=True)
+class _Instance:
+    series_uid: str
+    sop_uid: str
+    sop_class: str  # empty when the PACS does not return it
 
 
 @dataclass(frozen=True)

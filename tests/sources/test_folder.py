@@ -758,15 +758,15 @@ class TestOpenSource:
         assert source.root == root.resolve()
 
     @pytest.mark.parametrize(
-        "spec", ["dicom://pacs:104/ARCHIVE", "https://pacs.example/dicom-web"]
+        ("spec", "message"),
+        [
+            ("dicom://pacs:104/ARCHIVE", r"is not dicom://CALLED_AE@host:port"),
+            ("ftp://pacs.example/dicom", r"is a URL of a kind not supported; a source"),
+        ],
     )
-    def test_url(self, spec: str, engine: Engine):
-        """A URL is refused with what is accepted."""
-        with pytest.raises(
-            SourceError,
-            match=r"is a URL, not supported yet; a source is a folder for now; "
-            r"dicom:// and DICOMweb URLs come later",
-        ):
+    def test_url(self, spec: str, message: str, engine: Engine):
+        """A malformed or unknown URL is refused with what is accepted."""
+        with pytest.raises(SourceError, match=message):
             open_source(spec, engine)
 
     def test_missing_folder(self, tmp_path: Path, engine: Engine):
