@@ -29,6 +29,7 @@ from exporter.engine.job import Progress as EngineProgress
 from exporter.errors import ExporterError
 from exporter.policy.annex_e import validate_options
 from exporter.policy.recipe import CompiledRecipe
+from exporter.sources import NetworkSettings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C
@@ -154,7 +155,13 @@ def _details(summary: JobSummary) -> list[str]:
 @app.command()
 def run(
     manifest: Annotated[Path, typer.Argument(help="Cohort manifest (CSV).")],
-    source: Annotated[str, typer.Option("--source", help="Folder of DICOM files.")],
+    source: Annotated[
+        str,
+        typer.Option(
+            "--source",
+            help="A folder of DICOM files, or a PACS: dicom://CALLED_AE@host:port.",
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", help="Export folder to write.")],
     workspace: Annotated[
         Path | None,
@@ -181,6 +188,54 @@ def run(
     ] = None,
     option: OptionFlag = None,
     filters: FiltersFlag = None,
+    ae_title: Annotated[
+        str,
+        typer.Option(
+            "--ae-title",
+            help="Our calling AE title, as the PACS knows it.",
+            rich_help_panel="PACS",
+        ),
+    ] = "EXPORTER",
+    move: Annotated[
+        bool,
+        typer.Option(
+            "--move",
+            help="Retrieve with C-MOVE to our own storage SCP instead of C-GET.",
+            rich_help_panel="PACS",
+        ),
+    ] = False,
+    store_port: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Port of our storage SCP for --move (registered on the PACS).",
+            rich_help_panel="PACS",
+        ),
+    ] = 11113,
+    store_address: Annotated[
+        str,
+        typer.Option(
+            help="Interface our storage SCP listens on for --move.",
+            rich_help_panel="PACS",
+        ),
+    ] = "0.0.0.0",
+    timeout: Annotated[
+        float,
+        typer.Option(
+            min=1,
+            help="Seconds to wait for the PACS (connect, each reply).",
+            rich_help_panel="PACS",
+        ),
+    ] = 30.0,
+    retries: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Further attempts of a failed retrieval, waiting 1, 2, 4... s.",
+            rich_help_panel="PACS",
+        ),
+    ] = 2,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Only errors and the summary.")
     ] = False,
@@ -202,6 +257,14 @@ def run(
         database_url=database_url,
         options=_options(option),
         filters=tuple(filters or ()),
+        network=NetworkSettings(
+            ae_title=ae_title,
+            move=move,
+            store_port=store_port,
+            store_address=store_address,
+            timeout=timeout,
+            retries=retries,
+        ),
     )
     try:
         summary = run_job(request, _BarProgress(quiet))
