@@ -159,7 +159,9 @@ def run(
         str,
         typer.Option(
             "--source",
-            help="A folder of DICOM files, or a PACS: dicom://CALLED_AE@host:port.",
+            help="A folder of DICOM files, a PACS (dicom://CALLED_AE@host:port), "
+            "or a DICOMweb root URL (credentials: EXPORTER_DICOMWEB_USER and "
+            "_PASSWORD, or _TOKEN, or ~/.netrc).",
         ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Export folder to write.")],

@@ -380,8 +380,8 @@ def _missing_source(tmp: Path, source: SyntheticSource) -> JobError:
     """A source folder that does not exist; refused before the workspace exists."""
     folder = tmp / "no-such-source"
     message = (
-        f"source folder '{folder}' does not exist; a source is a folder for now; "
-        "dicom:// and DICOMweb URLs come later"
+        f"source folder '{folder}' does not exist; a source is a folder, "
+        "dicom://CALLED_AE@host:port, or an http(s) DICOMweb URL"
     )
     ws, out = tmp / "ws", tmp / "export"
     args = run_args(_cohort(tmp, source), folder, out, ws)

@@ -20,6 +20,7 @@ from exporter.sources.base import (
     Source,
     StudyRef,
 )
+from exporter.sources.dicomweb import DicomwebSource
 from exporter.sources.dimse import DimseSource, Peer
 from exporter.sources.folder import FolderSource
 
@@ -36,7 +37,9 @@ __all__ = [
     "open_source",
 ]
 
-_ACCEPTED = "a source is a folder or dicom://CALLED_AE@host:port"
+_ACCEPTED = (
+    "a source is a folder, dicom://CALLED_AE@host:port, or an http(s) DICOMweb URL"
+)
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,9 @@ def check_source(spec: str, network: NetworkSettings | None = None) -> None:
     """
     if spec.startswith("dicom://"):
         _peer(spec, network or NetworkSettings())
+        return
+    if spec.startswith(("http://", "https://")):
+        DicomwebSource(spec)
         return
     if "://" in spec:
         raise SourceError(
@@ -95,7 +101,8 @@ def open_source(
     Parameters
     ----------
     spec
-        A path to a folder of DICOM files, or ``dicom://CALLED_AE@host:port``.
+        A path to a folder of DICOM files, ``dicom://CALLED_AE@host:port``,
+        or the root URL of a DICOMweb service.
     engine
         The state database; a folder source keeps its index there.
     network
@@ -108,6 +115,9 @@ def open_source(
         accepted.
     """
     check_source(spec, network)
+    settings = network or NetworkSettings()
     if spec.startswith("dicom://"):
-        return DimseSource(_peer(spec, network or NetworkSettings()))
+        return DimseSource(_peer(spec, settings))
+    if spec.startswith(("http://", "https://")):
+        return DicomwebSource(spec, settings.timeout, settings.retries)
     return FolderSource(Path(spec).expanduser(), engine)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from exporter.cohort import Selection
 
@@ -128,3 +128,12 @@ class Source(Protocol):
         raises for an instance that could not be had: it is listed as missing.
         """
         ...
+
+
+def upper_values(value: Any) -> list[str]:
+    """A query answer's value (one string, or several) as upper-case strings."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [value.upper()]
+    return [str(v).upper() for v in value]

@@ -31,6 +31,7 @@ from exporter.sources.base import (
     Retrieved,
     ScanReport,
     StudyRef,
+    upper_values,
 )
 
 logger = logging.getLogger(__name__)
@@ -239,7 +240,7 @@ class DimseSource:
             study_uid = str(answer.get("StudyInstanceUID", "") or "")
             if not study_uid:
                 continue
-            modalities = _values(answer.get("ModalitiesInStudy"))
+            modalities = upper_values(answer.get("ModalitiesInStudy"))
             if selection.modality and not modalities:
                 with _finder(self.peer) as find:
                     modalities = sorted({s.modality for s in _series(find, study_uid)})
@@ -271,7 +272,8 @@ class DimseSource:
         cannot be reached, or stops, leaves every instance not received
         missing with the reason (the next run asks again).
         """
-        from exporter.sources.dimse_retrieve import Spool, fetch
+        from exporter.sources.dimse_retrieve import fetch
+        from exporter.sources.spool import Spool
 
         try:
             listing = self._listing(study_uid)
@@ -288,8 +290,7 @@ class DimseSource:
         missing = tuple(
             (f"sop:{sop}", why) for sop in sorted(expected - store.received.keys())
         )
-        items = tuple(str(store.received[sop]) for sop in sorted(store.received))
-        return Retrieved(items, missing)
+        return Retrieved(store.items(), missing)
 
     def scan(self, progress: Callable[[int], None] | None = None) -> ScanReport:
         """Nothing to index: the PACS is asked per manifest row."""
@@ -352,12 +353,3 @@ def _date_range(selection: Selection) -> str:
     low = selection.date_from.strftime("%Y%m%d") if selection.date_from else ""
     high = selection.date_to.strftime("%Y%m%d") if selection.date_to else ""
     return f"{low}-{high}"
-
-
-def _values(value: Any) -> list[str]:
-    """A multi-valued answer as upper-case strings."""
-    if value is None or value == "":
-        return []
-    if isinstance(value, str):
-        return [value.upper()]
-    return [str(v).upper() for v in value]

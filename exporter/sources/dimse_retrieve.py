@@ -7,18 +7,14 @@ first. An association holds at most 128 contexts, so a study with many SOP
 classes is fetched over several associations, each for a group of classes
 (the PACS reports the instances of the other classes as failed sub-operations
 there, which is expected). Files are written as the PACS sent them, without
-decoding, each atomically.
+decoding, each atomically (``exporter.sources.spool``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import re
 import time
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -42,6 +38,7 @@ from pydicom.uid import (
 
 from exporter.errors import SourceError
 from exporter.sources.dimse import Peer, _nodelay, associate
+from exporter.sources.spool import Spool
 
 logger = logging.getLogger(__name__)
 
@@ -94,33 +91,6 @@ COMMON_CLASSES = (
     "1.2.840.10008.5.1.4.1.1.481.3",  # RT structure set
     "1.2.840.10008.5.1.4.1.1.88.59",  # Key object selection
 )
-
-_UID = re.compile(r"^[0-9][0-9.]{0,63}$")
-
-
-class Spool:
-    """Where one study's C-STORE sub-operations land, one file each."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
-        self.received: dict[str, Path] = {}
-
-    def store(self, event: Any) -> int:
-        """EVT_C_STORE: write the dataset as the PACS sent it; 0x0000 or 0xA700."""
-        sop = str(getattr(event.request, "AffectedSOPInstanceUID", "") or "")
-        name = sop if _UID.match(sop) else hashlib.sha256(sop.encode()).hexdigest()
-        path = self.folder / f"{name}.dcm"
-        tmp = self.folder / f".{name}.part"
-        try:
-            with open(tmp, "wb") as handle:
-                handle.write(event.encoded_dataset())
-            os.replace(tmp, path)
-        except OSError:
-            logger.warning("could not write a received instance to the spool")
-            return 0xA700  # out of resources: the PACS counts it as failed
-        self.received[sop] = path
-        return 0x0000
 
 
 def fetch(

@@ -127,3 +127,24 @@ def test_pacs_stopped_mid_job_then_resumed(
         p.relative_to(out).as_posix() for p in (out / "dicom").rglob("*.dcm")
     }
     assert folder.exported == second.exported
+
+
+def test_dicomweb_wrong_password_and_url_credentials(
+    pacs: orthanc.Orthanc,
+    corpus: SyntheticSource,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 401 says which variables to check; a password in the URL is refused."""
+    manifest = _manifest(corpus, tmp_path / "m.csv", 1)
+    monkeypatch.setenv("EXPORTER_DICOMWEB_USER", orthanc.USER)
+    monkeypatch.setenv("EXPORTER_DICOMWEB_PASSWORD", "not-the-password")
+    place = ["--out", str(tmp_path / "out"), "--workspace", str(tmp_path / "ws")]
+    code, output = _cli(str(manifest), "--source", pacs.dicomweb, *place)
+    assert code == 1
+    assert "answered 401" in output and "EXPORTER_DICOMWEB_USER" in output
+    assert "not-the-password" not in output
+
+    with_password = pacs.dicomweb.replace("http://", "http://exporter:secret@")
+    code, output = _cli(str(manifest), "--source", with_password, *place)
+    assert code == 1 and "not in the URL" in output and "secret" not in output

@@ -111,3 +111,28 @@ def _table(data: bytes) -> list[dict[str, object]]:
 def _quarantine(ws: Path, summary: JobSummary) -> dict[str, bytes]:
     root = ws / "jobs" / summary.job_id / "quarantine"
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*.dcm")}
+
+
+def test_dicomweb_gives_the_same_export(
+    pacs: orthanc.Orthanc,
+    corpus: SyntheticSource,
+    manifest: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """QIDO-RS and WADO-RS, credentials from the environment: byte-identical."""
+    monkeypatch.setenv("EXPORTER_DICOMWEB_USER", orthanc.USER)
+    monkeypatch.setenv("EXPORTER_DICOMWEB_PASSWORD", orthanc.PASSWORD)
+    ws = tmp_path / "ws"
+    folder, by_folder = _export(str(corpus.root), tmp_path / "folder", ws, manifest)
+    web, by_web = _export(pacs.dicomweb, tmp_path / "web", ws, manifest)
+
+    assert by_web.keys() == by_folder.keys() and by_folder
+    for name, data in by_folder.items():
+        assert by_web[name] == data, name
+    assert (web.exported, web.quarantined, web.failed) == (
+        folder.exported,
+        folder.quarantined,
+        folder.failed,
+    )
+    assert _quarantine(ws, web) == _quarantine(ws, folder)

@@ -1,0 +1,251 @@
+"""A DICOMweb server: QIDO-RS to resolve rows and list instances, WADO-RS to fetch.
+
+dicomweb-client does the HTTP. Credentials never come from the command line:
+``EXPORTER_DICOMWEB_TOKEN`` (a bearer token), or ``EXPORTER_DICOMWEB_USER`` and
+``EXPORTER_DICOMWEB_PASSWORD`` (HTTP basic), or else the user's ``~/.netrc``,
+which requests reads by itself. A URL with a user or password in it is refused.
+
+Studies are fetched as stored (``transfer-syntax=*``), streamed one instance
+at a time into the spool; the raw elements dicomweb-client parses lazily are
+written back unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydicom.dataset import Dataset
+
+from exporter.cohort import Selection
+from exporter.errors import SourceError
+from exporter.sources.base import (
+    NOT_RETRIEVED,
+    InstanceRef,
+    Retrieved,
+    ScanReport,
+    StudyRef,
+    upper_values,
+)
+from exporter.sources.spool import Spool
+
+logger = logging.getLogger(__name__)
+
+_STUDY_FIELDS = ("StudyDate", "PatientID", "ModalitiesInStudy")
+_AS_STORED = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+
+
+class DicomwebSource:
+    """Studies on a DICOMweb server (QIDO-RS, WADO-RS)."""
+
+    def __init__(self, url: str, timeout: float = 30.0, retries: int = 2) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise SourceError(f"source {url!r} is not an http(s) DICOMweb URL")
+        if parts.username or parts.password:
+            raise SourceError(
+                "put DICOMweb credentials in EXPORTER_DICOMWEB_USER and "
+                "EXPORTER_DICOMWEB_PASSWORD (or a token, or ~/.netrc), not in the URL"
+            )
+        self.url = url.rstrip("/")
+        self.label = f"{parts.hostname}:{parts.port or ''}{parts.path}"
+        self.name = f"dicomweb://{parts.hostname}{parts.path}"
+        self.timeout = timeout
+        self.retries = retries
+        self._client: Any = None
+        self._session: Any = None
+
+    def find(self, selection: Selection) -> list[StudyRef]:
+        """The studies one row selects: its key searched, then checked exactly.
+
+        Servers differ in how they treat ``*``, ``?`` and ``^`` in values
+        (some match them as wildcards, some do not decode them): what comes
+        back is kept only when the key is equal, and the date and modality
+        are checked here too.
+        """
+        key, value = _key(selection)
+        filters: dict[str, Any] = {key: value}
+        if selection.date_from or selection.date_to:
+            low = selection.date_from.strftime("%Y%m%d") if selection.date_from else ""
+            high = selection.date_to.strftime("%Y%m%d") if selection.date_to else ""
+            filters["StudyDate"] = f"{low}-{high}"
+        with self._calls("search for studies") as client:
+            answers = client.search_for_studies(
+                search_filters=filters,
+                fields=[*_STUDY_FIELDS, "NumberOfStudyRelatedInstances", key],
+                get_remaining=True,
+            )
+        found = []
+        for answer in answers:
+            study = Dataset.from_json(answer)
+            if str(study.get(key, "") or "") != value:
+                continue
+            uid = str(study.get("StudyInstanceUID", "") or "")
+            modalities = upper_values(study.get("ModalitiesInStudy"))
+            date = str(study.get("StudyDate", "") or "") or None
+            if not uid or not selection.matches_study(date, modalities):
+                continue
+            number = str(study.get("NumberOfStudyRelatedInstances", "") or "")
+            count = int(number) if number.isdigit() else len(self.instances(uid))
+            found.append(StudyRef(uid, str(study.get("PatientID", "") or ""), count))
+        return sorted(set(found), key=lambda ref: ref.study_uid)
+
+    def instances(self, study_uid: str) -> list[InstanceRef]:
+        """The study's instances, as QIDO-RS lists them, by SOPInstanceUID."""
+        return [InstanceRef(item=sop, sop_uid=sop) for sop in self._listing(study_uid)]
+
+    def retrieve(self, study_uid: str, spool: Path) -> Retrieved:
+        """Fetch the study into ``spool``, instance by instance, as stored.
+
+        One WADO-RS request per instance keeps memory to one instance and
+        lets a retry ask only for what is still missing. The bytes are written
+        as the server sent them (files without a preamble included).
+        """
+        try:
+            listing = self._listing(study_uid)
+        except SourceError as exc:
+            return Retrieved((), ((f"study:{study_uid}", f"{NOT_RETRIEVED}: {exc}"),))
+        store = Spool(spool)
+        error = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(min(2 ** (attempt - 1), 30))
+            error = None
+            for sop, series in listing.items():
+                if sop in store.received:
+                    continue
+                try:
+                    store.write(sop, self._instance(study_uid, series, sop))
+                except SourceError as exc:
+                    error = str(exc)
+                    logger.warning("retrieval from %s failed: %s", self.label, exc)
+                    break
+            if listing.keys() <= store.received.keys():
+                break
+        why = f"{NOT_RETRIEVED}: {error}" if error else NOT_RETRIEVED
+        missing = tuple(
+            (f"sop:{sop}", why)
+            for sop in sorted(listing.keys() - store.received.keys())
+        )
+        return Retrieved(store.items(), missing)
+
+    def _listing(self, study_uid: str) -> dict[str, str]:
+        """SOP Instance UID -> Series Instance UID of every instance of the study."""
+        with self._calls("search for instances") as client:
+            answers = client.search_for_instances(
+                study_instance_uid=study_uid, get_remaining=True
+            )
+        found = {}
+        for answer in answers:
+            ds = Dataset.from_json(answer)
+            sop = str(ds.get("SOPInstanceUID", "") or "")
+            series = str(ds.get("SeriesInstanceUID", "") or "")
+            if sop and series:
+                found[sop] = series
+        return dict(sorted(found.items()))
+
+    def _instance(self, study: str, series: str, sop: str) -> bytes:
+        """One instance, as stored, from a WADO-RS multipart answer."""
+        url = f"{self.url}/studies/{study}/series/{series}/instances/{sop}"
+        with self._calls("retrieve an instance"):
+            response = self._session.get(
+                url, headers={"Accept": _AS_STORED}, timeout=self.timeout
+            )
+            response.raise_for_status()
+        parts = _multipart(response.content, response.headers.get("Content-Type", ""))
+        if len(parts) != 1:
+            raise SourceError(
+                f"the DICOMweb server {self.label} sent {len(parts)} parts "
+                "for one instance"
+            )
+        return parts[0]
+
+    def scan(self, progress: Callable[[int], None] | None = None) -> ScanReport:
+        """Nothing to index: the server is asked per manifest row."""
+        return ScanReport(0, 0, 0, {})
+
+    def skipped(self) -> list[tuple[str, str]]:
+        """Nothing is skipped before retrieval; what fails is an outcome."""
+        return []
+
+    @contextmanager
+    def _calls(self, what: str) -> Iterator[Any]:
+        """The client, with HTTP and connection errors made into SourceError."""
+        import requests
+
+        try:
+            yield self._connect()
+        except requests.HTTPError as exc:
+            code = exc.response.status_code if exc.response is not None else 0
+            hint = {
+                401: "; check EXPORTER_DICOMWEB_USER/PASSWORD or the token",
+                403: "; the credentials may not read this server",
+                404: "; check the DICOMweb root in the URL",
+            }.get(code, "")
+            raise SourceError(
+                f"the DICOMweb server {self.label} answered {code} to a {what}{hint}"
+            ) from None
+        except requests.RequestException as exc:
+            raise SourceError(
+                f"cannot reach the DICOMweb server {self.label} to {what} "
+                f"({type(exc).__name__}); check the URL, or run again to retry"
+            ) from None
+
+    def _connect(self) -> Any:
+        if self._client is not None:
+            return self._client
+        try:
+            import requests
+            from dicomweb_client.api import DICOMwebClient
+        except ImportError as exc:
+            raise SourceError(
+                "a DICOMweb source needs the pacs extra: pip install 'exporter[pacs]'"
+            ) from exc
+        session = requests.Session()
+        token = os.environ.get("EXPORTER_DICOMWEB_TOKEN")
+        user = os.environ.get("EXPORTER_DICOMWEB_USER")
+        if token:
+            session.headers["Authorization"] = f"Bearer {token}"
+        elif user:
+            session.auth = (user, os.environ.get("EXPORTER_DICOMWEB_PASSWORD", ""))
+        # dicomweb-client logs every request URL at INFO; URLs hold UIDs.
+        logging.getLogger("dicomweb_client").setLevel(logging.WARNING)
+        self._session = session  # also for WADO-RS, read here as raw bytes
+        self._client = DICOMwebClient(self.url, session=session, timeout=self.timeout)
+        return self._client
+
+
+def _key(selection: Selection) -> tuple[str, str]:
+    if selection.study_instance_uid:
+        return "StudyInstanceUID", selection.study_instance_uid
+    if selection.accession_number:
+        return "AccessionNumber", selection.accession_number
+    if selection.patient_id:
+        return "PatientID", selection.patient_id
+    raise ValueError("a selection needs StudyInstanceUID, AccessionNumber or PatientID")
+
+
+def _multipart(body: bytes, content_type: str) -> list[bytes]:
+    """The bodies of a multipart/related message (RFC 2046), as bytes."""
+    params = dict(
+        p.strip().split("=", 1) for p in content_type.split(";")[1:] if "=" in p
+    )
+    boundary = params.get("boundary", "").strip('"')
+    if not content_type.lower().startswith("multipart/") or not boundary:
+        raise SourceError("a DICOMweb answer was not multipart/related")
+    delimiter = b"--" + boundary.encode()
+    parts = []
+    for chunk in body.split(delimiter)[1:]:
+        if chunk.startswith(b"--"):
+            break  # the close delimiter
+        _headers, _, data = chunk.partition(b"\r\n\r\n")
+        if data.endswith(b"\r\n"):
+            data = data[:-2]
+        parts.append(data)
+    return parts
