@@ -98,3 +98,32 @@ def test_unreachable_and_malformed_peers() -> None:
         DimseSource(unknown).find(_row(patient_id="X"))
     with pytest.raises(SourceError, match="dicom://CALLED_AE@host:port"):
         Peer.parse("dicom://host:104")
+
+
+def test_a_pacs_that_omits_counts_and_classes(
+    pacs: orthanc.Orthanc,
+    corpus: SyntheticSource,
+    folder: FolderSource,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No NumberOfStudyRelatedInstances, no SOPClassUID: counted and fetched anyway."""
+    from exporter.sources import dimse
+
+    answers = dimse._answers
+
+    def terse(peer: Peer, assoc: object, query: object) -> list[object]:
+        found = answers(peer, assoc, query)  # type: ignore[arg-type]
+        for answer in found:
+            for keyword in ("NumberOfStudyRelatedInstances", "SOPClassUID"):
+                if keyword in answer:
+                    delattr(answer, keyword)
+        return found  # type: ignore[return-value]
+
+    monkeypatch.setattr(dimse, "_answers", terse)
+    source = DimseSource(_peer(pacs))
+    study = corpus.studies[0]
+    row = _row(study_instance_uid=study.study_uid)
+    assert source.find(row) == folder.find(row)
+    got = source.retrieve(study.study_uid, tmp_path / "spool")
+    assert got.missing == () and len(got.items) == len(study.sop_uids)
