@@ -148,3 +148,30 @@ def test_dicomweb_wrong_password_and_url_credentials(
     with_password = pacs.dicomweb.replace("http://", "http://exporter:secret@")
     code, output = _cli(str(manifest), "--source", with_password, *place)
     assert code == 1 and "not in the URL" in output and "secret" not in output
+
+
+def test_a_spool_left_by_a_crash_is_removed(
+    pacs: orthanc.Orthanc, corpus: SyntheticSource, tmp_path: Path
+) -> None:
+    """Files an interrupted run left in the spool are gone once the next run starts."""
+    manifest = _manifest(corpus, tmp_path / "m.csv", 1)
+    spec = f"dicom://{orthanc.PACS_AET}@127.0.0.1:{pacs.dicom_port}"
+    request = RunRequest(
+        manifest,
+        spec,
+        tmp_path / "out",
+        tmp_path / "ws",
+        workers=1,
+        network=NetworkSettings(timeout=5, retries=0),
+    )
+    first = run_job(request)
+    stale = tmp_path / "ws" / "jobs" / first.job_id / "spool" / "00000007"
+    stale.mkdir(parents=True)
+    (stale / "left-behind.dcm").write_bytes(b"un-anonymized")
+
+    second = run_job(request)
+
+    assert second.complete
+    assert not (tmp_path / "ws" / "jobs" / first.job_id / "spool").exists() or not any(
+        (tmp_path / "ws" / "jobs" / first.job_id / "spool").rglob("*")
+    )
