@@ -28,14 +28,13 @@ from pydicom.dataset import Dataset
 from exporter.cohort import Selection
 from exporter.errors import SourceError
 from exporter.sources.base import (
-    NOT_RETRIEVED,
     InstanceRef,
     Retrieved,
     ScanReport,
     StudyRef,
     upper_values,
 )
-from exporter.sources.spool import Spool
+from exporter.sources.spool import Spool, unlisted
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +113,7 @@ class DicomwebSource:
         try:
             listing = self._listing(study_uid)
         except SourceError as exc:
-            return Retrieved((), ((f"study:{study_uid}", f"{NOT_RETRIEVED}: {exc}"),))
+            return unlisted(study_uid, exc)
         store = Spool(spool)
         error = None
         for attempt in range(self.retries + 1):
@@ -138,12 +137,7 @@ class DicomwebSource:
                 logger.warning("retrieval from %s failed: %s", self.label, exc)
             if listing.keys() <= store.received.keys():
                 break
-        why = f"{NOT_RETRIEVED}: {error}" if error else NOT_RETRIEVED
-        missing = tuple(
-            (f"sop:{sop}", why)
-            for sop in sorted(listing.keys() - store.received.keys())
-        )
-        return Retrieved(store.items(), missing)
+        return store.result(listing, error)
 
     def _listing(self, study_uid: str) -> dict[str, str]:
         """SOP Instance UID -> Series Instance UID of every instance of the study."""

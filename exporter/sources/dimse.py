@@ -26,7 +26,6 @@ from pydicom.dataset import Dataset
 from exporter.cohort import Selection
 from exporter.errors import SourceError
 from exporter.sources.base import (
-    NOT_RETRIEVED,
     InstanceRef,
     Retrieved,
     ScanReport,
@@ -273,12 +272,12 @@ class DimseSource:
         missing with the reason (the next run asks again).
         """
         from exporter.sources.dimse_retrieve import fetch
-        from exporter.sources.spool import Spool
+        from exporter.sources.spool import Spool, unlisted
 
         try:
             listing = self._listing(study_uid)
         except SourceError as exc:
-            return Retrieved((), ((f"study:{study_uid}", f"{NOT_RETRIEVED}: {exc}"),))
+            return unlisted(study_uid, exc)
         expected = {i.sop_uid for i in listing}
         store = Spool(spool)
         classes = [i.sop_class for i in listing if i.sop_class]
@@ -286,11 +285,7 @@ class DimseSource:
         if len(classes) < len(listing):
             classes = []
         error = fetch(self.peer, study_uid, classes, expected, store)
-        why = f"{NOT_RETRIEVED}: {error}" if error else NOT_RETRIEVED
-        missing = tuple(
-            (f"sop:{sop}", why) for sop in sorted(expected - store.received.keys())
-        )
-        return Retrieved(store.items(), missing)
+        return store.result(expected, error)
 
     def scan(self, progress: Callable[[int], None] | None = None) -> ScanReport:
         """Nothing to index: the PACS is asked per manifest row."""

@@ -11,8 +11,11 @@ import hashlib
 import logging
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from exporter.sources.base import NOT_RETRIEVED, Retrieved
 
 logger = logging.getLogger(__name__)
 
@@ -64,3 +67,14 @@ class Spool:
     def items(self) -> tuple[str, ...]:
         """The received files, by SOP Instance UID."""
         return tuple(str(self.received[sop]) for sop in sorted(self.received))
+
+    def result(self, expected: Iterable[str], error: str | None) -> Retrieved:
+        """What arrived, and each expected instance that did not, with the reason."""
+        why = f"{NOT_RETRIEVED}: {error}" if error else NOT_RETRIEVED
+        missing = sorted(set(expected) - self.received.keys())
+        return Retrieved(self.items(), tuple((f"sop:{sop}", why) for sop in missing))
+
+
+def unlisted(study_uid: str, error: Exception) -> Retrieved:
+    """A study whose instances could not even be listed: nothing, and why."""
+    return Retrieved((), ((f"study:{study_uid}", f"{NOT_RETRIEVED}: {error}"),))
