@@ -57,7 +57,15 @@ from exporter.sources import (
     open_source,
 )
 from exporter.sources.base import Source
-from exporter.state import Job, Linkage, Outcome, RowMatch, Task, open_database
+from exporter.state import (
+    Job,
+    Linkage,
+    Outcome,
+    RowMatch,
+    Task,
+    Witness,
+    open_database,
+)
 from exporter.workspace import Workspace, check_separation, open_workspace, resolve_root
 
 logger = logging.getLogger(__name__)
@@ -231,10 +239,14 @@ def _record(engine: Engine, job_id: str, result: StudyResult) -> None:
         # A pseudonym is derived, so a row already there holds the same value:
         # keep the first. Batches stay under SQLite's bound-parameter limit.
         dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-        for start in range(0, len(rows), _LINKAGE_BATCH):
-            batch = rows[start : start + _LINKAGE_BATCH]
-            statement = dialect.insert(Linkage).values(batch).on_conflict_do_nothing()
-            session.exec(statement)
+        for table, values in (
+            (Linkage, rows),
+            (Witness, [{"kind": k, "value": v} for k, v in sorted(result.witness)]),
+        ):
+            for start in range(0, len(values), _LINKAGE_BATCH):
+                batch = values[start : start + _LINKAGE_BATCH]
+                statement = dialect.insert(table).values(batch).on_conflict_do_nothing()
+                session.exec(statement)
         task = session.get(Task, result.task_id)
         assert task is not None
         # What the source could not deliver is asked for again by the next run.

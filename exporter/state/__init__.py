@@ -8,6 +8,7 @@ from exporter.state.models import (
     Outcome,
     RowMatch,
     Task,
+    Witness,
 )
 
 __all__ = [
@@ -17,5 +18,6 @@ __all__ = [
     "Outcome",
     "RowMatch",
     "Task",
+    "Witness",
     "open_database",
 ]

@@ -97,3 +97,16 @@ class Linkage(SQLModel, table=True):
     kind: str  # patient | uid | date_offset
     original: str
     pseudonym: str
+
+
+class Witness(SQLModel, table=True):
+    """An identifying value seen in a source instance, for ``exporter verify``.
+
+    Identifying by design: it stays in the workspace with the linkage.
+    """
+
+    __table_args__ = (UniqueConstraint("kind", "value"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str  # name | patient id | accession number | birth date | ...
+    value: str

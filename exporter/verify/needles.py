@@ -1,0 +1,137 @@
+"""What to look for: each noted value in the spellings free text gives it.
+
+Text is compared as runs of letters and digits, lower-cased: ``SMITH^JOHN``,
+``Smith, John`` and ``smith john`` are all (smith, john). A needle is such a
+tuple; a name also gives (john, smith), a date its usual written forms, a
+phone number its digits alone. A haystack matches where a run of its words
+equals a needle, so a needle never matches inside a longer word or number.
+Original UIDs are matched whole, by set membership.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+_WORD = re.compile(r"[^\W_]+")  # letters and digits; "_" separates
+_UID = re.compile(r"(?<![\w.])[0-9]+(?:\.[0-9]+){2,}(?![\w.])")
+# One word alone must be this long to count (shorter ones are everywhere).
+MIN_SINGLE = 4
+
+
+def words(text: str) -> list[str]:
+    """The word runs of ``text``, lower-cased."""
+    return _WORD.findall(text.lower())
+
+
+@dataclass
+class Needles:
+    """Every needle, by word tuple, with the kind of value it stands for."""
+
+    phrases: dict[tuple[str, ...], str] = field(default_factory=dict)
+    uids: set[str] = field(default_factory=set)
+    longest: int = 1
+
+    def add(self, kind: str, phrase: Iterable[str]) -> None:
+        """Add one spelling (a tuple of words)."""
+        key = tuple(phrase)
+        if not key or (len(key) == 1 and len(key[0]) < MIN_SINGLE):
+            return
+        self.phrases.setdefault(key, kind)
+        self.longest = max(self.longest, len(key))
+
+    def find(self, text: str) -> Iterator[str]:
+        """The kinds of the needles in ``text`` (a kind once per match)."""
+        tokens = words(text)
+        for start in range(len(tokens)):
+            for length in range(1, min(self.longest, len(tokens) - start) + 1):
+                kind = self.phrases.get(tuple(tokens[start : start + length]))
+                if kind is not None:
+                    yield kind
+        if self.uids:
+            for match in _UID.finditer(text):
+                if match.group() in self.uids:
+                    yield "original UID"
+
+
+def build(values: Iterable[tuple[str, str]], uids: Iterable[str] = ()) -> Needles:
+    """Needles for noted (kind, value) pairs and original UIDs."""
+    needles = Needles(uids=set(uids))
+    for kind, value in values:
+        for phrase in spellings(kind, value):
+            needles.add(kind, phrase)
+    return needles
+
+
+def spellings(kind: str, value: str) -> Iterator[tuple[str, ...]]:
+    """The word tuples ``value`` may take in free text."""
+    if kind == "name":
+        yield from _name(value)
+    elif kind.endswith("date"):
+        yield from _date(value)
+    else:
+        yield tuple(words(value))
+        if kind == "phone number":
+            digits = "".join(ch for ch in value if ch.isdigit())
+            if len(digits) >= 7:
+                yield (digits,)
+        if kind == "address":
+            for line in re.split(r"[\r\n^,]+", value):
+                if len(words(line)) >= 2:
+                    yield tuple(words(line))
+
+
+def _name(value: str) -> Iterator[tuple[str, ...]]:
+    """PN: family^given^middle^prefix^suffix, possibly with = groups."""
+    for group in value.split("="):
+        parts = [words(p) for p in group.split("^")]
+        family, given = [*parts, [], []][:2]
+        middle = parts[2] if len(parts) > 2 else []
+        if not family and not given:
+            continue
+        yield tuple(w for p in parts for w in p)  # as stored
+        yield (*given, *family)
+        yield (*given, *middle, *family)
+        yield (*family, *given, *middle)
+        if family and len("".join(family)) >= MIN_SINGLE:
+            yield tuple(family)  # "Mr Smith": a family name alone
+
+
+_MONTHS = [
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+]
+
+
+def _date(value: str) -> Iterator[tuple[str, ...]]:
+    """DA (YYYYMMDD) and the forms people write it in."""
+    digits = value.strip()[:8]
+    try:
+        day = datetime.date(int(digits[:4]), int(digits[4:6]), int(digits[6:8]))
+    except ValueError:
+        return
+    yyyy, mm, dd = f"{day.year:04d}", f"{day.month:02d}", f"{day.day:02d}"
+    m, d = str(day.month), str(day.day)
+    month = _MONTHS[day.month - 1]
+    yield (digits,)
+    for month_text in (month, month[:3]):
+        yield (d, month_text, yyyy)
+        yield (month_text, d, yyyy)
+        yield (dd, month_text, yyyy)
+    for a, b in ((mm, dd), (m, d), (dd, mm), (d, m)):
+        yield (yyyy, a, b)
+        yield (a, b, yyyy)
+    yield (dd, mm, yyyy[2:])
+    yield (mm, dd, yyyy[2:])

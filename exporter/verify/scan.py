@@ -1,0 +1,143 @@
+"""Look for noted identifying values everywhere in an export.
+
+Every path; every DICOM element at any depth (file meta, private elements,
+sequences, SR trees), element by element so a finding names its place, and
+then the raw bytes of the file outside the pixel data (preamble, anything the
+parser skipped) in the text encodings DICOM uses; every Parquet column, value
+by value; every other file as text. Findings name the file, the place and
+the kind of value, never the value.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+from exporter.engine.rawfile import read_source
+from exporter.verify.needles import Needles
+
+logger = logging.getLogger(__name__)
+
+# Pixel data is read by OCR, not as text: its bytes are noise to a word match.
+_PIXELS = {0x7FE00010, 0x7FE00008, 0x7FE00009}
+_ENCODINGS = ("utf-8", "latin-1", "utf-16-le")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """An identifying value found: where, and what kind (never the value)."""
+
+    file: str  # relative to the export folder
+    place: str  # element path, column and row, "path", "bytes", or "text"
+    kind: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.place}: {self.kind}"
+
+
+def scan_export(root: Path, needles: Needles) -> list[Finding]:
+    """Every finding in the export folder ``root``, in path order."""
+    findings: list[Finding] = []
+    for number, path in enumerate(sorted(p for p in root.rglob("*") if p.is_file())):
+        name = path.relative_to(root).as_posix()
+        in_path = _unique(needles.find(name))
+        if in_path:
+            # The path itself would show the value: name the file by number.
+            name = f"[file {number + 1}, path withheld]"
+            findings += (Finding(name, "path", kind) for kind in in_path)
+        try:
+            findings += _scan_file(path, name, needles)
+        except Exception as exc:  # an unreadable file is itself a finding
+            logger.debug("cannot scan %s", name, exc_info=True)
+            findings.append(Finding(name, "file", f"unreadable ({type(exc).__name__})"))
+    return findings
+
+
+def _scan_file(path: Path, name: str, needles: Needles) -> list[Finding]:
+    with open(path, "rb") as handle:
+        head = handle.read(132)
+    if path.suffix == ".dcm" or head[128:132] == b"DICM":
+        return list(_scan_dicom(path, name, needles))
+    data = path.read_bytes()
+    if path.suffix == ".parquet":
+        return list(_scan_parquet(data, name, needles))
+    return [Finding(name, "text", k) for k in _in_bytes(data, needles)]
+
+
+def _scan_dicom(path: Path, name: str, needles: Needles) -> Iterator[Finding]:
+    source = read_source(str(path))  # the pixel data kept apart when it is last
+    ds = source.dataset
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None:
+        yield from _scan_dataset(meta, name, "", needles)
+    yield from _scan_dataset(ds, name, "", needles)
+    # The raw bytes before the pixel data: preamble, and anything not parsed.
+    end = len(source.data)
+    if source.pixel_element is not None:
+        end -= len(source.pixel_element)
+    elif "PixelData" in ds:
+        end = source.data.rfind(b"\xe0\x7f\x10\x00")  # big endian: whole header
+    for kind in _in_bytes(source.data[: max(end, 0)], needles):
+        yield Finding(name, "bytes", kind)
+
+
+def _scan_dataset(
+    ds: Dataset, name: str, prefix: str, needles: Needles
+) -> Iterator[Finding]:
+    for elem in ds:
+        yield from _scan_element(elem, name, prefix, needles)
+
+
+def _scan_element(
+    elem: DataElement, name: str, prefix: str, needles: Needles
+) -> Iterator[Finding]:
+    tag = int(elem.tag)
+    place = f"{prefix}({tag >> 16:04X},{tag & 0xFFFF:04X})"
+    if tag in _PIXELS:
+        return
+    value = elem.value
+    if isinstance(value, Sequence):
+        for index, item in enumerate(value):
+            yield from _scan_dataset(item, name, f"{place}[{index}].", needles)
+        return
+    if isinstance(value, bytes | bytearray | memoryview):
+        kinds = _in_bytes(bytes(value), needles)
+    else:
+        kinds = _unique(needles.find(str(value)))
+    for kind in kinds:
+        yield Finding(name, place, kind)
+
+
+def _scan_parquet(data: bytes, name: str, needles: Needles) -> Iterator[Finding]:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(io.BytesIO(data))
+    metadata = table.schema.metadata or {}
+    for key, value in metadata.items():
+        for kind in _in_bytes(key + b" " + value, needles):
+            yield Finding(name, "metadata", kind)
+    for column in table.column_names:
+        for row, value in enumerate(table.column(column).to_pylist()):
+            if value is None:
+                continue
+            for kind in _unique(needles.find(str(value))):
+                yield Finding(name, f"column {column}, row {row}", kind)
+
+
+def _in_bytes(data: bytes, needles: Needles) -> list[str]:
+    """Kinds found in raw bytes read in each text encoding DICOM files carry."""
+    kinds: list[str] = []
+    for encoding in _ENCODINGS:
+        kinds += needles.find(data.decode(encoding, errors="replace"))
+    return _unique(kinds)
+
+
+def _unique(kinds: Iterator[str] | list[str]) -> list[str]:
+    return list(dict.fromkeys(kinds))
