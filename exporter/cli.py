@@ -142,6 +142,16 @@ def _summary_line(summary: JobSummary) -> str:
 
 def _details(summary: JobSummary) -> list[str]:
     lines = [f"  {n} x {reason}" for reason, n in summary.reasons.most_common()]
+    if summary.findings:
+        lines += [
+            f"  verify: {n} x {kind} found in the export"
+            for kind, n in summary.findings.most_common()
+        ]
+        lines.append(
+            "  where (workspace only): "
+            f"{summary.workspace / 'jobs' / summary.job_id / 'verify.csv'}; "
+            "do not share the export until they are gone"
+        )
     lines += [f"  source: {n} x {r}" for r, n in summary.source_skipped.most_common()]
     if not summary.complete:
         lines.append(
@@ -190,6 +200,13 @@ def run(
     ] = None,
     option: OptionFlag = None,
     filters: FiltersFlag = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify/--no-verify",
+            help="Check the finished export for every identifying value seen.",
+        ),
+    ] = True,
     ae_title: Annotated[
         str,
         typer.Option(
@@ -259,6 +276,7 @@ def run(
         database_url=database_url,
         options=_options(option),
         filters=tuple(filters or ()),
+        verify=verify,
         network=NetworkSettings(
             ae_title=ae_title,
             move=move,
@@ -305,6 +323,42 @@ def demo(
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(EXIT_FAILED) from None
     raise typer.Exit(code)
+
+
+@app.command()
+def verify(
+    export: Annotated[Path, typer.Argument(help="The export folder to check.")],
+    workspace: Annotated[
+        Path | None,
+        typer.Option(
+            help="The workspace the export was made with.",
+            show_default="$EXPORTER_WORKSPACE or ./exporter-workspace",
+        ),
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            help="State database URL.", show_default="SQLite in the workspace"
+        ),
+    ] = None,
+) -> None:
+    """Look for every identifying value the exports saw, in every file of EXPORT.
+
+    Prints each finding as file, place and kind of value (never the value);
+    exits 1 when anything is found.
+    """
+    from exporter.verify.run import verify_folder
+
+    try:
+        findings, checked = verify_folder(export, workspace, database_url)
+    except ExporterError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(EXIT_FAILED) from None
+    for finding in findings:
+        typer.echo(str(finding))
+    verdict = f"{len(findings)} findings" if findings else "nothing identifying found"
+    typer.echo(f"verify: {checked} files checked; {verdict}")
+    raise typer.Exit(EXIT_FAILED if findings else EXIT_OK)
 
 
 recipe_app = typer.Typer(

@@ -107,8 +107,15 @@ def write_provenance(path: Path, record: Mapping[str, Any]) -> None:
 
 def write_not_exported(path: Path, rows: Iterable[Sequence[str]]) -> None:
     """Write the workspace list of held-back instances, with source paths."""
+    write_rows(path, ("source_item", "status", "reason", "quarantine_path"), rows)
+
+
+def write_rows(
+    path: Path, header: Sequence[str], rows: Iterable[Sequence[str]]
+) -> None:
+    """Write a CSV file atomically."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["source_item", "status", "reason", "quarantine_path"])
+    writer.writerow(header)
     writer.writerows(rows)
     write_atomic(path, buffer.getvalue().encode())

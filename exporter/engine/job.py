@@ -9,6 +9,7 @@ unfinished studies and yields the same bytes.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import shutil
 from collections import Counter, defaultdict
@@ -49,6 +50,7 @@ from exporter.report import (
     write_not_exported,
     write_provenance,
     write_reconciliation,
+    write_rows,
 )
 from exporter.sources import (
     NOT_RETRIEVED,
@@ -66,6 +68,8 @@ from exporter.state import (
     Witness,
     open_database,
 )
+from exporter.verify.check import verify_export
+from exporter.verify.witness import retained_kinds
 from exporter.workspace import Workspace, check_separation, open_workspace, resolve_root
 
 logger = logging.getLogger(__name__)
@@ -91,6 +95,7 @@ class RunRequest:
     options: frozenset[str] | None = None  # Annex E options; None: the default
     filters: tuple[str, ...] = ()  # deid's shipped %filter sets, by name
     network: NetworkSettings = field(default_factory=NetworkSettings)  # a PACS
+    verify: bool = True  # look for the noted identifying values in the export
 
 
 class Progress:
@@ -129,6 +134,8 @@ class JobSummary:
     pixel_checks: Counter[str] = field(default_factory=Counter)
     reasons: Counter[str] = field(default_factory=Counter)
     source_skipped: Counter[str] = field(default_factory=Counter)
+    # What verify found, by kind of value; None when it did not run.
+    findings: Counter[str] | None = None
 
     @property
     def complete(self) -> bool:
@@ -137,6 +144,7 @@ class JobSummary:
             self.quarantined == 0
             and self.failed == 0
             and self.rows_status["matched nothing"] == 0
+            and not self.findings
         )
 
 
@@ -241,7 +249,13 @@ def _record(engine: Engine, job_id: str, result: StudyResult) -> None:
         dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
         for table, values in (
             (Linkage, rows),
-            (Witness, [{"kind": k, "value": v} for k, v in sorted(result.witness)]),
+            (
+                Witness,
+                [
+                    {"kind": k, "value": v, "patient": p}
+                    for k, v, p in sorted(result.witness)
+                ],
+            ),
         ):
             for start in range(0, len(values), _LINKAGE_BATCH):
                 batch = values[start : start + _LINKAGE_BATCH]
@@ -503,6 +517,48 @@ def _finalize(
     )
 
 
+def _verify(
+    wanted: bool,
+    engine: Engine,
+    out: Path,
+    job_dir: Path,
+    retained: frozenset[str],
+    summary: JobSummary,
+    progress: Progress,
+) -> None:
+    """Check the finished export for every noted value; record the verdict.
+
+    ``retained`` kinds are kept by the policy on purpose and not looked for;
+    provenance.json says which, so ``exporter verify`` does the same.
+
+    Findings (file, place, kind; never a value) go to ``verify.csv`` in the
+    job folder; provenance.json records the counts, or that it was skipped.
+    """
+    record = json.loads((out / "provenance.json").read_text())
+    if not wanted:
+        record["verify"] = {
+            "checked": False,
+            "warning": "not verified (--no-verify)",
+            "retained_by_policy": sorted(retained),
+        }
+        progress.note("the export was not verified (--no-verify)")
+    else:
+        findings = verify_export(out, engine, retained)
+        summary.findings = Counter(f.kind for f in findings)
+        write_rows(
+            job_dir / "verify.csv",
+            ("file", "place", "kind"),
+            ((f.file, f.place, f.kind) for f in findings),
+        )
+        record["verify"] = {
+            "checked": True,
+            "findings": len(findings),
+            "by_kind": dict(sorted(summary.findings.items())),
+            "retained_by_policy": sorted(retained),
+        }
+    write_provenance(out / "provenance.json", record)
+
+
 def _reopen_incomplete(session: Session, job_id: str, job_dir: Path, out: Path) -> int:
     """Set finished studies back to pending when their output is gone.
 
@@ -635,6 +691,11 @@ def run_job(request: RunRequest, progress: Progress | None = None) -> JobSummary
             progress.stop()
         session.expire_all()
         _finalize(session, job, ws, out, recipe, options, summary)
+        rows, _ = explain(recipe, frozenset(options) if options is not None else None)
+        kept = retained_kinds(r.keyword for r in rows if r.code == "K")
+        _verify(
+            request.verify, engine, out, ws.job_dir(job_id), kept, summary, progress
+        )
         job.state = "finished"
         session.add(job)
         session.commit()

@@ -53,7 +53,7 @@ from exporter.policy.gate import burned_in_risk, pixel_data_problem, release_pro
 from exporter.policy.pseudonyms import Pseudonymizer
 from exporter.policy.recipe import CompiledRecipe, compile_recipe
 from exporter.policy.text import identifying_tokens
-from exporter.verify.witness import witness
+from exporter.verify.witness import PER_PATIENT, witness
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class StudyResult:
     pixels_cleaned: int = 0
     outcomes: list[tuple[str, str, str, str | None]] = field(default_factory=list)
     linkage: dict[tuple[str, str], str] = field(default_factory=dict)
-    witness: set[tuple[str, str]] = field(default_factory=set)  # for verify
+    witness: set[tuple[str, str, str]] = field(default_factory=set)  # for verify
     rows: list[dict[str, Any]] = field(default_factory=list)
     # Sampling of series not expected to carry text (original series UIDs):
     # what each series' first sampled instance showed (True: text), and the
@@ -334,7 +334,10 @@ def _one(
             result.outcomes.append((item, "failed", f"damaged source: {broken}", None))
             return
         series = str(ds.get("SeriesInstanceUID", "") or "")
-        result.witness |= witness(ds)
+        result.witness |= {
+            (kind, value, ctx.patient_pseudonym if kind in PER_PATIENT else "")
+            for kind, value in witness(ds)
+        }
         risk = burned_in_risk(ds)
         verdict = judge(ds, recipe.filters) if recipe.filters else Verdict()
         if verdict.blacklisted:

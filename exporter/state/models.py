@@ -105,8 +105,12 @@ class Witness(SQLModel, table=True):
     Identifying by design: it stays in the workspace with the linkage.
     """
 
-    __table_args__ = (UniqueConstraint("kind", "value"),)
+    __table_args__ = (UniqueConstraint("kind", "value", "patient"),)
 
     id: int | None = Field(default=None, primary_key=True)
     kind: str  # name | patient id | accession number | birth date | ...
     value: str
+    # The patient pseudonym for dates, which are looked for in that patient's
+    # files only (another patient's shifted date may equal them by chance);
+    # empty for everything else, which is looked for everywhere.
+    patient: str = ""

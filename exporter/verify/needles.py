@@ -135,3 +135,30 @@ def _date(value: str) -> Iterator[tuple[str, ...]]:
         yield (a, b, yyyy)
     yield (dd, mm, yyyy[2:])
     yield (mm, dd, yyyy[2:])
+
+
+@dataclass
+class Scoped:
+    """Needles for everywhere, and needles for one patient's files only."""
+
+    everywhere: Needles
+    by_patient: dict[str, Needles] = field(default_factory=dict)
+
+    def find(self, text: str, patient: str | None = None) -> Iterator[str]:
+        """Kinds in ``text``; a patient's own needles too when ``patient`` is known."""
+        yield from self.everywhere.find(text)
+        own = self.by_patient.get(patient or "")
+        if own is not None:
+            yield from own.find(text)
+
+
+def build_scoped(
+    values: Iterable[tuple[str, str, str]], uids: Iterable[str] = ()
+) -> Scoped:
+    """Needles from (kind, value, patient) rows; an empty patient: everywhere."""
+    rows = list(values)
+    scoped = Scoped(build(((k, v) for k, v, p in rows if not p), uids))
+    patients = sorted({p for _, _, p in rows if p})
+    for patient in patients:
+        scoped.by_patient[patient] = build((k, v) for k, v, p in rows if p == patient)
+    return scoped

@@ -8,7 +8,7 @@ already.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset
@@ -31,7 +31,7 @@ KINDS = {
     "PatientBirthDate": "birth date",
     "StudyDate": "study date",
     "PatientAddress": "address",
-    "InstitutionAddress": "address",
+    "InstitutionAddress": "institution address",
     "PatientTelephoneNumbers": "phone number",
     "PersonTelephoneNumbers": "phone number",
     "InstitutionName": "institution",
@@ -46,6 +46,20 @@ KINDS = {
 
 
 _BY_TAG = {int(tag_for_keyword(k) or 0): kind for k, kind in KINDS.items()}
+
+
+# Kinds looked for in their own patient's files only (see Witness.patient).
+PER_PATIENT = frozenset({"birth date", "study date"})
+
+
+def retained_kinds(kept_keywords: Iterable[str]) -> frozenset[str]:
+    """Kinds the policy keeps on purpose (an option or a KEEP): not findings.
+
+    A kind counts as kept when any attribute noted under it is kept, e.g.
+    station and device serial under Retain Device Identity.
+    """
+    kept = set(kept_keywords)
+    return frozenset(kind for keyword, kind in KINDS.items() if keyword in kept)
 
 
 def witness(ds: Dataset) -> set[tuple[str, str]]:

@@ -1,0 +1,45 @@
+"""Verify an export folder against a workspace, from the command line or a job."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from exporter.errors import SettingsError
+from exporter.state import open_database
+from exporter.verify.check import verify_export
+from exporter.verify.scan import Finding
+from exporter.workspace import ENV_DATABASE, resolve_root
+
+
+def verify_folder(
+    export: Path, workspace: Path | None, database_url: str | None = None
+) -> tuple[list[Finding], int]:
+    """Findings in ``export`` and how many files were checked.
+
+    Raises
+    ------
+    SettingsError
+        When the export folder or the workspace does not exist.
+    """
+    export = export.expanduser().resolve()
+    if not export.is_dir():
+        raise SettingsError(f"export folder {str(export)!r} does not exist")
+    root = resolve_root(workspace)
+    database_url = database_url or os.environ.get(ENV_DATABASE)
+    url = database_url or f"sqlite:///{root / 'state.db'}"
+    if database_url is None and not (root / "state.db").is_file():
+        raise SettingsError(
+            f"no workspace at {str(root)!r}: verify needs the workspace the export "
+            "was made with (--workspace or EXPORTER_WORKSPACE)"
+        )
+    # What the policy kept on purpose, as the export's provenance records it.
+    retained: list[str] = []
+    provenance = export / "provenance.json"
+    if provenance.is_file():
+        record = json.loads(provenance.read_text())
+        retained = list(record.get("verify", {}).get("retained_by_policy", []))
+    findings = verify_export(export, open_database(url), retained)
+    checked = sum(1 for p in export.rglob("*") if p.is_file())
+    return findings, checked
