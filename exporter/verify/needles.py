@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 _WORD = re.compile(r"[^\W_]+")  # letters and digits; "_" separates
-_UID = re.compile(r"(?<![\w.])[0-9]+(?:\.[0-9]+){2,}(?![\w.])")
+_UID = re.compile(r"(?<![\d.])\d+(?:\.\d+){2,}(?!\d)")  # "1.2.3.dcm" too
 # One word alone must be this long to count (shorter ones are everywhere).
 MIN_SINGLE = 4
 
