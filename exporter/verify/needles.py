@@ -33,6 +33,7 @@ class Needles:
     phrases: dict[tuple[str, ...], str] = field(default_factory=dict)
     uids: set[str] = field(default_factory=set)
     longest: int = 1
+    firsts: set[str] = field(default_factory=set)  # first words of the phrases
 
     def add(self, kind: str, phrase: Iterable[str]) -> None:
         """Add one spelling (a tuple of words)."""
@@ -41,11 +42,14 @@ class Needles:
             return
         self.phrases.setdefault(key, kind)
         self.longest = max(self.longest, len(key))
+        self.firsts.add(key[0])
 
     def find(self, text: str) -> Iterator[str]:
         """The kinds of the needles in ``text`` (a kind once per match)."""
         tokens = words(text)
-        for start in range(len(tokens)):
+        for start, first in enumerate(tokens):
+            if first not in self.firsts:
+                continue
             for length in range(1, min(self.longest, len(tokens) - start) + 1):
                 kind = self.phrases.get(tuple(tokens[start : start + length]))
                 if kind is not None:

@@ -89,17 +89,21 @@ def _scan_file(path: Path, name: str, look: Look, needles: Scoped) -> list[Findi
 def _scan_dicom(path: Path, name: str, look: Look) -> Iterator[Finding]:
     source = read_source(str(path))  # the pixel data kept apart when it is last
     ds = source.dataset
-    meta = getattr(ds, "file_meta", None)
-    if meta is not None:
-        yield from _scan_dataset(meta, name, "", look)
-    yield from _scan_dataset(ds, name, "", look)
     # The raw bytes before the pixel data: preamble, and anything not parsed.
     end = len(source.data)
     if source.pixel_element is not None:
         end -= len(source.pixel_element)
     elif "PixelData" in ds:
         end = source.data.rfind(b"\xe0\x7f\x10\x00")  # big endian: whole header
-    for kind in _in_bytes(source.data[: max(end, 0)], look):
+    in_bytes = _in_bytes(source.data[: max(end, 0)], look)
+    # Every element is read even when the raw bytes showed nothing: a value's
+    # last letter can run into the next element's tag bytes ("Smith" + b"T\x00"
+    # of (0054,xxxx) reads as "smitht"), which hides it from the byte scan.
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None:
+        yield from _scan_dataset(meta, name, "", look)
+    yield from _scan_dataset(ds, name, "", look)
+    for kind in in_bytes:
         yield Finding(name, "bytes", kind)
 
 

@@ -251,3 +251,30 @@ def test_run_reports_findings_and_fails(
     assert "verify:" in result.output and "x name found in the export" in result.output
     record = json.loads((tmp_path / "out" / "provenance.json").read_text())
     assert record["verify"]["by_kind"]["name"] > 0
+
+
+def test_a_value_that_runs_into_binary_letters_is_found(tmp_path: Path) -> None:
+    """b"Family" followed by the tag bytes b"T\\x00" of (0054,xxxx): found all the same.
+
+    Read as raw bytes the name becomes "familyt"; the element walk reads it whole.
+    """
+    from pydicom.dataset import FileMetaDataset
+
+    from exporter.verify.needles import build_scoped
+    from exporter.verify.scan import scan_export
+
+    ds = pydicom.Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.128"
+    ds.SOPInstanceUID = "2.25.1"
+    ds.ImageComments = "Adaline Quimbywell"  # 18 bytes: no padding after it
+    ds.NumberOfSlices = 1  # (0054,0081): its tag starts with b"T\x00"
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    (tmp_path / "dicom").mkdir()
+    ds.save_as(tmp_path / "dicom" / "one.dcm", enforce_file_format=True)
+    assert b"QuimbywellT\x00" in (tmp_path / "dicom" / "one.dcm").read_bytes()
+
+    needles = build_scoped([("name", "QUIMBYWELL^ADALINE", "")])
+    findings = [str(f) for f in scan_export(tmp_path, needles)]
+
+    assert "dicom/one.dcm: (0020,4000): name" in findings
