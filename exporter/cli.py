@@ -361,6 +361,61 @@ def verify(
     raise typer.Exit(EXIT_FAILED if findings else EXIT_OK)
 
 
+linkage_app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    help="The honest broker's mapping of original to pseudonymous identifiers.",
+)
+app.add_typer(linkage_app, name="linkage")
+
+
+@linkage_app.command("export")
+def linkage_export(
+    out: Annotated[Path, typer.Option("--out", help="The CSV file to write.")],
+    identifying: Annotated[
+        bool,
+        typer.Option(
+            "--i-understand-this-identifies-patients",
+            help="Required: the file maps pseudonyms back to patients.",
+        ),
+    ] = False,
+    kind: Annotated[
+        str | None,
+        typer.Option(help="Only this kind (patient, uid, date_offset): id_old,id_new."),
+    ] = None,
+    workspace: Annotated[
+        Path | None,
+        typer.Option(
+            help="The workspace.",
+            show_default="$EXPORTER_WORKSPACE or ./exporter-workspace",
+        ),
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            help="State database URL.", show_default="SQLite in the workspace"
+        ),
+    ] = None,
+) -> None:
+    """Write original -> pseudonymous ids and UIDs (CSV), for the honest broker."""
+    from exporter.verify.linkage import export_linkage
+    from exporter.verify.run import workspace_database
+
+    if not identifying:
+        err.print(
+            "error: the linkage file identifies patients; pass "
+            "--i-understand-this-identifies-patients to write it",
+            markup=False,
+        )
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        rows = export_linkage(workspace_database(workspace, database_url), out, kind)
+    except ExporterError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(EXIT_FAILED) from None
+    typer.echo(f"linkage: {rows} rows written to {out} (keep it private)")
+
+
 recipe_app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,

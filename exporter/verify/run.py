@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+from sqlalchemy.engine import Engine
+
 from exporter.errors import SettingsError
 from exporter.state import open_database
 from exporter.verify.check import verify_export
@@ -26,20 +28,31 @@ def verify_folder(
     export = export.expanduser().resolve()
     if not export.is_dir():
         raise SettingsError(f"export folder {str(export)!r} does not exist")
-    root = resolve_root(workspace)
-    database_url = database_url or os.environ.get(ENV_DATABASE)
-    url = database_url or f"sqlite:///{root / 'state.db'}"
-    if database_url is None and not (root / "state.db").is_file():
-        raise SettingsError(
-            f"no workspace at {str(root)!r}: verify needs the workspace the export "
-            "was made with (--workspace or EXPORTER_WORKSPACE)"
-        )
+    engine = workspace_database(workspace, database_url)
     # What the policy kept on purpose, as the export's provenance records it.
     retained: list[str] = []
     provenance = export / "provenance.json"
     if provenance.is_file():
         record = json.loads(provenance.read_text())
         retained = list(record.get("verify", {}).get("retained_by_policy", []))
-    findings = verify_export(export, open_database(url), retained)
+    findings = verify_export(export, engine, retained)
     checked = sum(1 for p in export.rglob("*") if p.is_file())
     return findings, checked
+
+
+def workspace_database(workspace: Path | None, database_url: str | None) -> Engine:
+    """The state database of an existing workspace (never creates one).
+
+    Raises
+    ------
+    SettingsError
+        When there is no workspace there.
+    """
+    root = resolve_root(workspace)
+    database_url = database_url or os.environ.get(ENV_DATABASE)
+    if database_url is None and not (root / "state.db").is_file():
+        raise SettingsError(
+            f"no workspace at {str(root)!r}: give the workspace the export was made "
+            "with (--workspace or EXPORTER_WORKSPACE)"
+        )
+    return open_database(database_url or f"sqlite:///{root / 'state.db'}")
