@@ -350,7 +350,7 @@ def verify(
     from exporter.verify.run import verify_folder
 
     try:
-        findings, checked = verify_folder(export, workspace, database_url)
+        findings, checked, ocr = verify_folder(export, workspace, database_url)
     except ExporterError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(EXIT_FAILED) from None
@@ -358,6 +358,11 @@ def verify(
         typer.echo(str(finding))
     verdict = f"{len(findings)} findings" if findings else "nothing identifying found"
     typer.echo(f"verify: {checked} files checked; {verdict}")
+    if not ocr:
+        err.print(
+            "note: pixel data was not read (install the pixels extra for OCR)",
+            markup=False,
+        )
     raise typer.Exit(EXIT_FAILED if findings else EXIT_OK)
 
 

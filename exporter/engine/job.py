@@ -68,7 +68,7 @@ from exporter.state import (
     Witness,
     open_database,
 )
-from exporter.verify.check import verify_export
+from exporter.verify.check import ocr_reader, verify_export
 from exporter.verify.witness import retained_kinds
 from exporter.workspace import Workspace, check_separation, open_workspace, resolve_root
 
@@ -543,7 +543,12 @@ def _verify(
         }
         progress.note("the export was not verified (--no-verify)")
     else:
-        findings = verify_export(out, engine, retained)
+        reader = ocr_reader()
+        if reader is None:
+            progress.note(
+                "verify did not read pixel data: the pixels extra is not installed"
+            )
+        findings = verify_export(out, engine, retained, reader)
         summary.findings = Counter(f.kind for f in findings)
         write_rows(
             job_dir / "verify.csv",
@@ -555,6 +560,7 @@ def _verify(
             "findings": len(findings),
             "by_kind": dict(sorted(summary.findings.items())),
             "retained_by_policy": sorted(retained),
+            "pixel_data_read_by_ocr": reader is not None,
         }
     write_provenance(out / "provenance.json", record)
 

@@ -68,8 +68,8 @@ def _engine() -> Any:
     return engine
 
 
-def rapidocr_detector(image: NDArray[np.uint8]) -> list[Box]:
-    """Text boxes RapidOCR finds and can read in ``image`` (rows, columns, 3)."""
+def rapidocr_lines(image: NDArray[np.uint8]) -> list[tuple[Box, str]]:
+    """Each legible line RapidOCR reads in ``image`` (rows, columns, 3), boxed."""
     result = _engine()(image)
     boxes = getattr(result, "boxes", None)
     if boxes is None:
@@ -90,5 +90,15 @@ def rapidocr_detector(image: NDArray[np.uint8]) -> list[Box]:
         # box only when something legible was read in it, at a line's height.
         legible = any(c.isalnum() for c in str(text)) and float(score) >= MIN_SCORE
         if legible and box.y1 - box.y0 <= height * MAX_LINE_SHARE:
-            found.append(box)
+            found.append((box, str(text)))
     return found
+
+
+def rapidocr_detector(image: NDArray[np.uint8]) -> list[Box]:
+    """Text boxes RapidOCR finds and can read in ``image`` (rows, columns, 3)."""
+    return [box for box, _ in rapidocr_lines(image)]
+
+
+def ocr_text(image: NDArray[np.uint8]) -> list[str]:
+    """The legible lines of text in ``image``, as read."""
+    return [text for _, text in rapidocr_lines(image)]

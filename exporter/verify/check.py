@@ -10,7 +10,7 @@ from sqlmodel import Session, col, select
 
 from exporter.state import Linkage, Witness
 from exporter.verify.needles import Scoped, build_scoped
-from exporter.verify.scan import Finding, scan_export
+from exporter.verify.scan import Finding, ReadText, scan_export
 
 
 def needles_from(engine: Engine, retained: Iterable[str] = ()) -> Scoped:
@@ -31,8 +31,26 @@ def needles_from(engine: Engine, retained: Iterable[str] = ()) -> Scoped:
     return build_scoped(values, uids)
 
 
+def ocr_reader() -> ReadText | None:
+    """RapidOCR's line reader, or None when the pixels extra is not installed."""
+    try:
+        from exporter.pixels.ocr import MissingExtra, _engine, ocr_text
+
+        _engine()
+    except (ImportError, MissingExtra):
+        return None
+    return ocr_text
+
+
 def verify_export(
-    out: Path, engine: Engine, retained: Iterable[str] = ()
+    out: Path,
+    engine: Engine,
+    retained: Iterable[str] = (),
+    reader: ReadText | None = None,
 ) -> list[Finding]:
-    """Every place in ``out`` that holds a value the workspace noted."""
-    return scan_export(out, needles_from(engine, retained))
+    """Every place in ``out`` that holds a value the workspace noted.
+
+    With a ``reader`` (see :func:`ocr_reader`), the images that may carry
+    burned-in text, or whose text the export cleaned, are read by OCR too.
+    """
+    return scan_export(out, needles_from(engine, retained), reader)

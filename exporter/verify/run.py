@@ -10,15 +10,15 @@ from sqlalchemy.engine import Engine
 
 from exporter.errors import SettingsError
 from exporter.state import open_database
-from exporter.verify.check import verify_export
+from exporter.verify.check import ocr_reader, verify_export
 from exporter.verify.scan import Finding
 from exporter.workspace import ENV_DATABASE, resolve_root
 
 
 def verify_folder(
     export: Path, workspace: Path | None, database_url: str | None = None
-) -> tuple[list[Finding], int]:
-    """Findings in ``export`` and how many files were checked.
+) -> tuple[list[Finding], int, bool]:
+    """Findings in ``export``, how many files were checked, and whether OCR ran.
 
     Raises
     ------
@@ -35,9 +35,10 @@ def verify_folder(
     if provenance.is_file():
         record = json.loads(provenance.read_text())
         retained = list(record.get("verify", {}).get("retained_by_policy", []))
-    findings = verify_export(export, engine, retained)
+    reader = ocr_reader()
+    findings = verify_export(export, engine, retained, reader)
     checked = sum(1 for p in export.rglob("*") if p.is_file())
-    return findings, checked
+    return findings, checked, reader is not None
 
 
 def workspace_database(workspace: Path | None, database_url: str | None) -> Engine:

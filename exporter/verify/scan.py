@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
@@ -23,10 +24,13 @@ from pydicom.sequence import Sequence
 
 from exporter.engine.files import safe_component
 from exporter.engine.rawfile import read_source
+from exporter.policy.gate import burned_in_risk
 from exporter.verify.needles import Scoped
 
 # Finds the kinds of noted values in a text.
 Look = Callable[[str], Iterable[str]]
+# Reads the lines of text in an 8-bit RGB image (OCR).
+ReadText = Callable[[Any], list[str]]
 
 logger = logging.getLogger(__name__)
 
@@ -47,13 +51,18 @@ class Finding:
         return f"{self.file}: {self.place}: {self.kind}"
 
 
-def scan_export(root: Path, needles: Scoped) -> list[Finding]:
+def scan_export(
+    root: Path, needles: Scoped, read_pixels: ReadText | None = None
+) -> list[Finding]:
     """Every finding in the export folder ``root``, in path order.
 
     A patient's own needles (dates) are looked for in the files under
-    ``dicom/<patient>/`` and in the catalog rows of that patient.
+    ``dicom/<patient>/`` and in the catalog rows of that patient. With
+    ``read_pixels`` (an OCR reader), the pixel data of the images that may
+    carry burned-in text, or whose text the export cleaned, is read too.
     """
     folders = {safe_component(p): p for p in needles.by_patient}
+    cleaned = _cleaned_images(root)
     findings: list[Finding] = []
     for number, path in enumerate(sorted(p for p in root.rglob("*") if p.is_file())):
         name = path.relative_to(root).as_posix()
@@ -67,26 +76,38 @@ def scan_export(root: Path, needles: Scoped) -> list[Finding]:
             # The path itself would show the value: name the file by number.
             name = f"[file {number + 1}, path withheld]"
             findings += (Finding(name, "path", kind) for kind in in_path)
+        # OCR for the images the export cleaned, and those that may carry text.
+        ocr = _Ocr(read_pixels, name in cleaned) if read_pixels else None
         try:
-            findings += _scan_file(path, name, look, needles)
+            findings += _scan_file(path, name, look, needles, ocr)
         except Exception as exc:  # an unreadable file is itself a finding
             logger.debug("cannot scan %s", name, exc_info=True)
             findings.append(Finding(name, "file", f"unreadable ({type(exc).__name__})"))
     return findings
 
 
-def _scan_file(path: Path, name: str, look: Look, needles: Scoped) -> list[Finding]:
+@dataclass(frozen=True)
+class _Ocr:
+    read: ReadText
+    always: bool  # the export cleaned this image's pixels: read them whatever
+
+
+def _scan_file(
+    path: Path, name: str, look: Look, needles: Scoped, ocr: _Ocr | None
+) -> list[Finding]:
     with open(path, "rb") as handle:
         head = handle.read(132)
     if path.suffix == ".dcm" or head[128:132] == b"DICM":
-        return list(_scan_dicom(path, name, look))
+        return list(_scan_dicom(path, name, look, ocr))
     data = path.read_bytes()
     if path.suffix == ".parquet":
         return list(_scan_parquet(data, name, needles))
     return [Finding(name, "text", k) for k in _in_bytes(data, look)]
 
 
-def _scan_dicom(path: Path, name: str, look: Look) -> Iterator[Finding]:
+def _scan_dicom(
+    path: Path, name: str, look: Look, ocr: _Ocr | None
+) -> Iterator[Finding]:
     source = read_source(str(path))  # the pixel data kept apart when it is last
     ds = source.dataset
     # The raw bytes before the pixel data: preamble, and anything not parsed.
@@ -105,6 +126,41 @@ def _scan_dicom(path: Path, name: str, look: Look) -> Iterator[Finding]:
     yield from _scan_dataset(ds, name, "", look)
     for kind in in_bytes:
         yield Finding(name, "bytes", kind)
+    has_pixels = source.pixel_element is not None or "PixelData" in ds
+    if ocr is not None and has_pixels and (ocr.always or burned_in_risk(ds)):
+        yield from _read_pixels(source.data, name, look, ocr.read)
+
+
+def _read_pixels(
+    data: bytes, name: str, look: Look, ocr: ReadText
+) -> Iterator[Finding]:
+    """OCR every frame; what it reads is looked through like any text."""
+    import pydicom
+
+    from exporter.pixels.clean import Undecodable, decode
+
+    try:
+        frames, _, view = decode(pydicom.dcmread(io.BytesIO(data), force=True))
+    except Undecodable as exc:
+        yield Finding(name, "pixel data", f"not read ({exc})")
+        return
+    for index, frame in enumerate(frames):
+        text = "\n".join(ocr(view(frame)))
+        for kind in _unique(look(text)):
+            yield Finding(name, f"pixel data, frame {index + 1}", kind)
+
+
+def _cleaned_images(root: Path) -> set[str]:
+    """Export-relative paths of the images whose pixels the export cleaned."""
+    import pyarrow.parquet as pq
+
+    catalog = root / "catalog" / "instances.parquet"
+    if not catalog.is_file():
+        return set()
+    table = pq.read_table(catalog, columns=["file_path", "pixel_check"]).to_pylist()
+    return {
+        r["file_path"] for r in table if r["pixel_check"] not in ("copied", "sampled")
+    }
 
 
 def _scan_dataset(ds: Dataset, name: str, prefix: str, look: Look) -> Iterator[Finding]:
