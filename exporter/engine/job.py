@@ -548,7 +548,9 @@ def _verify(
             progress.note(
                 "verify did not read pixel data: the pixels extra is not installed"
             )
-        findings = verify_export(out, engine, retained, reader)
+        # The cache holds file names and finding places, never a value.
+        cache = job_dir / "verify-cache.json"
+        findings = verify_export(out, engine, retained, reader, cache)
         summary.findings = Counter(f.kind for f in findings)
         write_rows(
             job_dir / "verify.csv",

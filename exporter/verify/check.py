@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from exporter.engine.files import write_atomic
 from exporter.state import Linkage, Witness
 from exporter.verify.needles import Scoped, build_scoped
 from exporter.verify.scan import Finding, ReadText, scan_export
@@ -47,10 +50,24 @@ def verify_export(
     engine: Engine,
     retained: Iterable[str] = (),
     reader: ReadText | None = None,
+    cache_file: Path | None = None,
 ) -> list[Finding]:
     """Every place in ``out`` that holds a value the workspace noted.
 
     With a ``reader`` (see :func:`ocr_reader`), the images that may carry
     burned-in text, or whose text the export cleaned, are read by OCR too.
+    With ``cache_file`` (in the workspace), files unchanged since the last
+    check with the same needles and reader are not read again.
     """
-    return scan_export(out, needles_from(engine, retained), reader)
+    needles = needles_from(engine, retained)
+    version = f"{needles.digest()} ocr={reader is not None}"
+    cache: dict[str, Any] = {}
+    if cache_file is not None and cache_file.is_file():
+        stored = json.loads(cache_file.read_text())
+        if stored.get("version") == version:
+            cache = stored["files"]
+    findings = scan_export(out, needles, reader, cache)
+    if cache_file is not None:
+        text = json.dumps({"version": version, "files": cache}, sort_keys=True)
+        write_atomic(cache_file, text.encode())
+    return findings

@@ -11,6 +11,7 @@ Original UIDs are matched whole, by set membership.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -148,6 +149,14 @@ class Scoped:
     everywhere: Needles
     by_patient: dict[str, Needles] = field(default_factory=dict)
 
+    def digest(self) -> str:
+        """Names this set of needles: a cache of findings is good for it only."""
+        parts = [_needles_text(self.everywhere)]
+        parts += [
+            f"{p}\n{_needles_text(n)}" for p, n in sorted(self.by_patient.items())
+        ]
+        return hashlib.sha256("\n--\n".join(parts).encode()).hexdigest()
+
     def find(self, text: str, patient: str | None = None) -> Iterator[str]:
         """Kinds in ``text``; a patient's own needles too when ``patient`` is known."""
         yield from self.everywhere.find(text)
@@ -166,3 +175,8 @@ def build_scoped(
     for patient in patients:
         scoped.by_patient[patient] = build((k, v) for k, v, p in rows if p == patient)
     return scoped
+
+
+def _needles_text(needles: Needles) -> str:
+    phrases = sorted(f"{kind}\t{' '.join(p)}" for p, kind in needles.phrases.items())
+    return "\n".join([*phrases, *sorted(needles.uids)])

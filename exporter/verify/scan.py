@@ -52,7 +52,10 @@ class Finding:
 
 
 def scan_export(
-    root: Path, needles: Scoped, read_pixels: ReadText | None = None
+    root: Path,
+    needles: Scoped,
+    read_pixels: ReadText | None = None,
+    cache: dict[str, Any] | None = None,
 ) -> list[Finding]:
     """Every finding in the export folder ``root``, in path order.
 
@@ -60,29 +63,62 @@ def scan_export(
     ``dicom/<patient>/`` and in the catalog rows of that patient. With
     ``read_pixels`` (an OCR reader), the pixel data of the images that may
     carry burned-in text, or whose text the export cleaned, is read too.
+
+    ``cache`` (updated in place) remembers each file's findings under its
+    size, modification time and inode: a file unchanged since, checked with
+    the same needles, is not read again. The caller keys the cache by
+    :meth:`Scoped.digest` and the reader.
     """
     folders = {safe_component(p): p for p in needles.by_patient}
     cleaned = _cleaned_images(root)
+    known = cache if cache is not None else {}
+    seen: dict[str, Any] = {}
     findings: list[Finding] = []
     for number, path in enumerate(sorted(p for p in root.rglob("*") if p.is_file())):
-        name = path.relative_to(root).as_posix()
-        parts = name.split("/")
-        patient = (
-            folders.get(parts[1]) if parts[0] == "dicom" and len(parts) > 2 else None
-        )
-        look = partial(needles.find, patient=patient)
-        in_path = _unique(look(name))
-        if in_path:
-            # The path itself would show the value: name the file by number.
-            name = f"[file {number + 1}, path withheld]"
-            findings += (Finding(name, "path", kind) for kind in in_path)
-        # OCR for the images the export cleaned, and those that may carry text.
-        ocr = _Ocr(read_pixels, name in cleaned) if read_pixels else None
-        try:
-            findings += _scan_file(path, name, look, needles, ocr)
-        except Exception as exc:  # an unreadable file is itself a finding
-            logger.debug("cannot scan %s", name, exc_info=True)
-            findings.append(Finding(name, "file", f"unreadable ({type(exc).__name__})"))
+        relative = path.relative_to(root).as_posix()
+        info = path.stat()
+        key = [info.st_size, info.st_mtime_ns, info.st_ino]
+        entry = known.get(relative)
+        if entry is None or entry["key"] != key:
+            found = _scan_path(
+                path, relative, number, folders, cleaned, needles, read_pixels
+            )
+            entry = {"key": key, "findings": [[f.file, f.place, f.kind] for f in found]}
+        seen[relative] = entry
+        findings += (Finding(*row) for row in entry["findings"])
+    if cache is not None:
+        cache.clear()
+        cache.update(seen)
+    return findings
+
+
+def _scan_path(
+    path: Path,
+    relative: str,
+    number: int,
+    folders: dict[str, str],
+    cleaned: set[str],
+    needles: Scoped,
+    read_pixels: ReadText | None,
+) -> list[Finding]:
+    """The findings of one file of the export."""
+    parts = relative.split("/")
+    patient = folders.get(parts[1]) if parts[0] == "dicom" and len(parts) > 2 else None
+    look = partial(needles.find, patient=patient)
+    findings: list[Finding] = []
+    name = relative
+    in_path = _unique(look(relative))
+    if in_path:
+        # The path itself would show the value: name the file by number.
+        name = f"[file {number + 1}, path withheld]"
+        findings += (Finding(name, "path", kind) for kind in in_path)
+    # OCR for the images the export cleaned, and those that may carry text.
+    ocr = _Ocr(read_pixels, relative in cleaned) if read_pixels else None
+    try:
+        findings += _scan_file(path, name, look, needles, ocr)
+    except Exception as exc:  # an unreadable file is itself a finding
+        logger.debug("cannot scan %s", name, exc_info=True)
+        findings.append(Finding(name, "file", f"unreadable ({type(exc).__name__})"))
     return findings
 
 

@@ -278,3 +278,29 @@ def test_a_value_that_runs_into_binary_letters_is_found(tmp_path: Path) -> None:
     findings = [str(f) for f in scan_export(tmp_path, needles)]
 
     assert "dicom/one.dcm: (0020,4000): name" in findings
+
+
+def test_a_rerun_reads_again_what_changed_since(
+    made: tuple[SyntheticSource, Path, Path], tmp_path: Path
+) -> None:
+    """Verify remembers clean files; one changed after the run is read again."""
+    source = made[0]
+    study = _study(made)
+    manifest = write_manifest(
+        tmp_path / "m.csv", [{"StudyInstanceUID": study.study_uid}]
+    )
+    request = RunRequest(manifest, str(source.root), tmp_path / "out", tmp_path / "ws")
+    assert run_job(request).findings == {}
+    assert (next((tmp_path / "ws" / "jobs").iterdir()) / "verify-cache.json").is_file()
+
+    # Same size (a changed size would make the rerun export the study again):
+    # the patient id written over the start of the recipe digest in place.
+    target = _first_dicom(tmp_path / "out")
+    data = target.read_bytes()
+    at = data.index(b"sha256:") + len(b"sha256:")
+    planted = study.patient.patient_id.encode() + b" "
+    target.write_bytes(data[:at] + planted + data[at + len(planted) :])
+    again = run_job(request)
+
+    assert again.findings is not None and again.findings["patient id"] >= 1
+    assert not again.complete
