@@ -27,6 +27,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from exporter import __version__
+from exporter.audit import write_report
 from exporter.catalog import SCHEMA_VERSION, TABLES, merge_parts
 from exporter.cohort import Manifest, read_manifest
 from exporter.engine.files import sweep_partial
@@ -40,7 +41,7 @@ from exporter.engine.worker import (
 from exporter.errors import ExporterError, SettingsError
 from exporter.policy.annex_e import EDITION, validate_options
 from exporter.policy.deid_filters import with_filters
-from exporter.policy.explain import explain
+from exporter.policy.explain import Explained, explain
 from exporter.policy.profile import DEFAULT_OPTIONS, build_recipe
 from exporter.policy.recipe import CompiledRecipe, compile_recipe, compose, load_recipe
 from exporter.report import (
@@ -522,18 +523,19 @@ def _verify(
     engine: Engine,
     out: Path,
     job_dir: Path,
-    retained: frozenset[str],
+    explained: list[Explained],
     summary: JobSummary,
     progress: Progress,
 ) -> None:
-    """Check the finished export for every noted value; record the verdict.
+    """Check the finished export for every noted value; record it; write the report.
 
-    ``retained`` kinds are kept by the policy on purpose and not looked for;
-    provenance.json says which, so ``exporter verify`` does the same.
-
-    Findings (file, place, kind; never a value) go to ``verify.csv`` in the
-    job folder; provenance.json records the counts, or that it was skipped.
+    Kinds the policy keeps on purpose are not looked for; provenance.json says
+    which, so ``exporter verify`` does the same. Findings (file, place, kind;
+    never a value) go to ``verify.csv`` in the job folder. The report is
+    written from the verified records and then verified itself: a second pass
+    reads only what changed (provenance.json and report.html).
     """
+    retained = retained_kinds(r.keyword for r in explained if r.code == "K")
     record = json.loads((out / "provenance.json").read_text())
     if not wanted:
         record["verify"] = {
@@ -542,29 +544,36 @@ def _verify(
             "retained_by_policy": sorted(retained),
         }
         progress.note("the export was not verified (--no-verify)")
-    else:
-        reader = ocr_reader()
-        if reader is None:
-            progress.note(
-                "verify did not read pixel data: the pixels extra is not installed"
-            )
-        # The cache holds file names and finding places, never a value.
-        cache = job_dir / "verify-cache.json"
+        write_provenance(out / "provenance.json", record)
+        write_report(out, explained)
+        return
+    reader = ocr_reader()
+    if reader is None:
+        progress.note(
+            "verify did not read pixel data: the pixels extra is not installed"
+        )
+    # The cache holds file names and finding places, never a value.
+    cache = job_dir / "verify-cache.json"
+    for _ in range(2):
         findings = verify_export(out, engine, retained, reader, cache)
         summary.findings = Counter(f.kind for f in findings)
-        write_rows(
-            job_dir / "verify.csv",
-            ("file", "place", "kind"),
-            ((f.file, f.place, f.kind) for f in findings),
-        )
-        record["verify"] = {
+        verdict = {
             "checked": True,
             "findings": len(findings),
             "by_kind": dict(sorted(summary.findings.items())),
             "retained_by_policy": sorted(retained),
             "pixel_data_read_by_ocr": reader is not None,
         }
-    write_provenance(out / "provenance.json", record)
+        write_rows(
+            job_dir / "verify.csv",
+            ("file", "place", "kind"),
+            ((f.file, f.place, f.kind) for f in findings),
+        )
+        if record.get("verify") == verdict:
+            break
+        record["verify"] = verdict
+        write_provenance(out / "provenance.json", record)
+        write_report(out, explained)
 
 
 def _reopen_incomplete(session: Session, job_id: str, job_dir: Path, out: Path) -> int:
@@ -700,9 +709,8 @@ def run_job(request: RunRequest, progress: Progress | None = None) -> JobSummary
         session.expire_all()
         _finalize(session, job, ws, out, recipe, options, summary)
         rows, _ = explain(recipe, frozenset(options) if options is not None else None)
-        kept = retained_kinds(r.keyword for r in rows if r.code == "K")
         _verify(
-            request.verify, engine, out, ws.job_dir(job_id), kept, summary, progress
+            request.verify, engine, out, ws.job_dir(job_id), rows, summary, progress
         )
         job.state = "finished"
         session.add(job)
