@@ -59,6 +59,7 @@ def run_demo(directory: Path, workers: int, echo: Callable[[str], None] = print)
     echo(f"  Parquet catalogs:       {summary.out_dir / 'catalog'}")
     echo(f"  per-row reconciliation: {summary.out_dir / 'reconciliation.csv'}")
     echo(f"  provenance:             {summary.out_dir / 'provenance.json'}")
+    echo(f"  audit report:           {summary.out_dir / 'report.html'}")
     echo(f"workspace (keep private): {summary.workspace}")
     echo(
         f"{summary.exported} instances exported from {summary.studies} studies "
