@@ -34,6 +34,15 @@ _STYLE = (
 )
 
 
+# Marks the page once loaded: data-images="ok" when every image decoded, so a
+# headless browser can tell (the report must read offline, images embedded).
+_IMAGE_CHECK = (
+    "<script>addEventListener('load',function(){var i=Array.from(document.images);"
+    "document.documentElement.dataset.images=i.every(function(x){return x.complete"
+    "&&x.naturalWidth>0})?'ok':'broken';});</script>"
+)
+
+
 def write_report(out: Path, explained: list[Explained]) -> Path:
     """Write ``report.html`` into the export folder ``out`` from its records."""
     record = json.loads((out / "provenance.json").read_text())
@@ -138,6 +147,7 @@ def render(
             [(r.tag, r.keyword, r.action, r.code, r.decided_by) for r in explained],
         ),
         "</details>",
+        _IMAGE_CHECK,
         "</body></html>",
     ]
     return "\n".join(parts) + "\n"
@@ -180,8 +190,9 @@ def _verify_section(verify: dict[str, Any]) -> str:
 def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
     esc = html.escape
     head = "".join(f"<th>{esc(str(h))}</th>" for h in header)
+    thead = f"<thead><tr>{head}</tr></thead>" if any(header) else ""
     body = "".join(
         "<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>"
         for row in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<table>{thead}<tbody>{body}</tbody></table>"

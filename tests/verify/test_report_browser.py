@@ -1,0 +1,75 @@
+"""The audit report in a real browser: headless Chromium renders it offline."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from exporter.engine.job import RunRequest, run_job
+from exporter.synthetic import make_source, write_manifest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# As the machine's notes say: no background networking, a fresh profile.
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; .ci/run installs it")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    root = tmp_path_factory.mktemp("report")
+    source = make_source(root / "src", seed=9, patients=1, with_bad_files=False)
+    patient = source.studies[0].patient.patient_id
+    manifest = write_manifest(root / "m.csv", [{"PatientID": patient}])
+    run_job(RunRequest(manifest, str(source.root), root / "out", root / "ws"))
+    return root / "out" / "report.html"
+
+
+def _chromium(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    assert CHROMIUM is not None
+    return subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={tmp / 'profile'}", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_screenshot_shows_the_report(report: Path, tmp_path: Path) -> None:
+    """A screenshot with content: not one flat colour."""
+    from PIL import Image
+
+    shot = tmp_path / "report.png"
+    result = _chromium(
+        tmp_path, "--window-size=1200,1600", f"--screenshot={shot}", report.as_uri()
+    )
+    assert shot.is_file(), result.stderr[-2000:]
+    pixels = np.asarray(Image.open(shot).convert("L"))
+    assert pixels.shape == (1600, 1200)
+    assert pixels.std() > 5  # text and tables, not a blank page
+
+
+def test_every_image_loads_offline(report: Path, tmp_path: Path) -> None:
+    """The page's own check (every image decoded) reads ok after load."""
+    result = _chromium(
+        tmp_path, "--dump-dom", "--virtual-time-budget=5000", report.as_uri()
+    )
+    assert 'data-images="ok"' in result.stdout, result.stderr[-2000:]
+    assert "audit report" in result.stdout
