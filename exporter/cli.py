@@ -109,6 +109,23 @@ OptionFlag = Annotated[
         show_default="retain_long_modified_dates, retain_patient_characteristics",
     ),
 ]
+# Flags of the commands that read an existing workspace (verify, linkage).
+ExistingWorkspaceFlag = Annotated[
+    Path | None,
+    typer.Option(
+        "--workspace",
+        help="The workspace the export was made with.",
+        show_default="$EXPORTER_WORKSPACE or ./exporter-workspace",
+    ),
+]
+DatabaseUrlFlag = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="State database URL.",
+        show_default="SQLite in the workspace",
+    ),
+]
 FiltersFlag = Annotated[
     list[str] | None,
     typer.Option(
@@ -328,19 +345,8 @@ def demo(
 @app.command()
 def verify(
     export: Annotated[Path, typer.Argument(help="The export folder to check.")],
-    workspace: Annotated[
-        Path | None,
-        typer.Option(
-            help="The workspace the export was made with.",
-            show_default="$EXPORTER_WORKSPACE or ./exporter-workspace",
-        ),
-    ] = None,
-    database_url: Annotated[
-        str | None,
-        typer.Option(
-            help="State database URL.", show_default="SQLite in the workspace"
-        ),
-    ] = None,
+    workspace: ExistingWorkspaceFlag = None,
+    database_url: DatabaseUrlFlag = None,
 ) -> None:
     """Look for every identifying value the exports saw, in every file of EXPORT.
 
@@ -388,19 +394,8 @@ def linkage_export(
         str | None,
         typer.Option(help="Only this kind (patient, uid, date_offset): id_old,id_new."),
     ] = None,
-    workspace: Annotated[
-        Path | None,
-        typer.Option(
-            help="The workspace.",
-            show_default="$EXPORTER_WORKSPACE or ./exporter-workspace",
-        ),
-    ] = None,
-    database_url: Annotated[
-        str | None,
-        typer.Option(
-            help="State database URL.", show_default="SQLite in the workspace"
-        ),
-    ] = None,
+    workspace: ExistingWorkspaceFlag = None,
+    database_url: DatabaseUrlFlag = None,
 ) -> None:
     """Write original -> pseudonymous ids and UIDs (CSV), for the honest broker."""
     from exporter.verify.linkage import export_linkage
