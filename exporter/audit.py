@@ -43,11 +43,19 @@ _IMAGE_CHECK = (
 )
 
 
-def write_report(out: Path, explained: list[Explained]) -> Path:
-    """Write ``report.html`` into the export folder ``out`` from its records."""
+def write_report(
+    out: Path,
+    explained: list[Explained],
+    painted: dict[str, list[list[int]]] | None = None,
+) -> Path:
+    """Write ``report.html`` into the export folder ``out`` from its records.
+
+    ``painted`` maps export paths of cleaned images to the boxes cleaned in
+    them: their thumbnails show those boxes outlined.
+    """
     record = json.loads((out / "provenance.json").read_text())
     rows = list(csv.DictReader((out / "reconciliation.csv").open()))
-    page = render(record, rows, explained)
+    page = render(record, rows, explained, _thumbnails(out, painted or {}))
     path = out / "report.html"
     write_atomic(path, page.encode("utf-8"))
     return path
@@ -57,6 +65,7 @@ def render(
     record: dict[str, Any],
     reconciliation: list[dict[str, str]],
     explained: list[Explained],
+    thumbnails: str = "",
 ) -> str:
     """The report page; deterministic (no clock, no machine names)."""
     esc = html.escape
@@ -118,6 +127,7 @@ def render(
         "<p>copied: byte for byte, not decoded; sampled: first frame read by OCR as "
         "its series' sample; ocr: every frame read, text painted over; rule: a "
         "recipe's %filter regions blanked.</p>",
+        thumbnails,
         "<h2>Policy</h2>",
         _table(
             ("", ""),
@@ -196,3 +206,57 @@ def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
         for row in rows
     )
     return f"<table>{thead}<tbody>{body}</tbody></table>"
+
+
+# At most this many thumbnails: the page stays small enough to open anywhere.
+MAX_THUMBNAILS = 48
+THUMBNAIL_WIDTH = 240
+
+
+def _thumbnails(out: Path, painted: dict[str, list[list[int]]]) -> str:
+    """Cleaned images, first frame, with the cleaned boxes outlined in red."""
+    if not painted:
+        return ""
+    try:
+        from PIL import Image, ImageDraw
+    except ImportError:
+        return "<p>Thumbnails need the pixels extra (Pillow).</p>"
+    import base64
+    import io
+
+    import pydicom
+
+    from exporter.pixels.clean import Undecodable, decode
+
+    figures = []
+    for number, (path, boxes) in enumerate(sorted(painted.items())[:MAX_THUMBNAILS]):
+        try:
+            frames, _, view = decode(pydicom.dcmread(out / path), first_frame_only=True)
+        except (OSError, Undecodable):
+            continue
+        image = Image.fromarray(view(frames[0]))
+        scale = THUMBNAIL_WIDTH / image.width
+        image = image.resize((THUMBNAIL_WIDTH, max(1, round(image.height * scale))))
+        draw = ImageDraw.Draw(image)
+        for x0, y0, x1, y1 in boxes:
+            draw.rectangle(
+                (x0 * scale, y0 * scale, x1 * scale - 1, y1 * scale - 1),
+                outline=(230, 30, 30),
+                width=2,
+            )
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", optimize=True)
+        data = base64.b64encode(buffer.getvalue()).decode("ascii")
+        figures.append(
+            '<figure style="display:inline-block;margin:4px">'
+            f'<img alt="cleaned image {number + 1}" src="data:image/png;base64,{data}">'
+            f"<figcaption>image {number + 1}: {len(boxes)} regions cleaned"
+            "</figcaption></figure>"
+        )
+    more = len(painted) - MAX_THUMBNAILS
+    tail = f"<p>and {more} more cleaned images.</p>" if more > 0 else ""
+    return (
+        "<h3>Cleaned images (first frame; red: what was painted or blanked)</h3>"
+        + "".join(figures)
+        + tail
+    )

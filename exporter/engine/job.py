@@ -537,6 +537,9 @@ def _verify(
     """
     retained = retained_kinds(r.keyword for r in explained if r.code == "K")
     record = json.loads((out / "provenance.json").read_text())
+    painted: dict[str, list[list[int]]] = {}
+    for part in sorted((job_dir / "parts" / "painted").glob("*.json")):
+        painted.update(json.loads(part.read_text()))
     if not wanted:
         record["verify"] = {
             "checked": False,
@@ -545,7 +548,7 @@ def _verify(
         }
         progress.note("the export was not verified (--no-verify)")
         write_provenance(out / "provenance.json", record)
-        write_report(out, explained)
+        write_report(out, explained, painted)
         return
     reader = ocr_reader()
     if reader is None:
@@ -573,7 +576,7 @@ def _verify(
             break
         record["verify"] = verdict
         write_provenance(out / "provenance.json", record)
-        write_report(out, explained)
+        write_report(out, explained, painted)
 
 
 def _reopen_incomplete(session: Session, job_id: str, job_dir: Path, out: Path) -> int:

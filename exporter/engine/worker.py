@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import io
+import json
 import logging
 import os
 import shutil
@@ -101,6 +102,8 @@ class StudyResult:
     # series of which instances were released without being read whole.
     samples: dict[str, bool] = field(default_factory=dict)
     released_unread: set[str] = field(default_factory=set)
+    # Export path -> boxes cleaned in it, for the audit report's thumbnails.
+    painted: dict[str, list[tuple[int, int, int, int]]] = field(default_factory=dict)
 
     def merge(self, other: StudyResult) -> None:
         """Add another shard's result of the same study."""
@@ -114,6 +117,7 @@ class StudyResult:
         for series, text in other.samples.items():
             self.samples[series] = self.samples.get(series, False) or text
         self.released_unread |= other.released_unread
+        self.painted.update(other.painted)
 
     @property
     def text_series(self) -> set[str]:
@@ -265,6 +269,7 @@ class _Pixels:
     risk: str | None  # why it is held back, if it is
     check: str = "copied"  # the catalog's pixel_check
     syntax: UID | None = None  # the new transfer syntax, when rewritten
+    painted: list[tuple[int, int, int, int]] = field(default_factory=list)
 
 
 def _pixels(
@@ -304,14 +309,14 @@ def _pixels(
     if not by_rule and (risk is None or not task.clean_pixels):
         return _Pixels(risk)
     detect = rapidocr_detector if task.clean_pixels else None
-    why = clean_pixel_data(data, ds, detect, verdict.regions)
+    painted: list[tuple[int, int, int, int]] = []
+    why = clean_pixel_data(data, ds, detect, verdict.regions, painted)
     if why is not None:
         return _Pixels(f"{risk or 'pixel regions'}; {why}")
     result.pixels_cleaned += 1
     used = (("rule", by_rule), ("ocr", detect is not None))
-    return _Pixels(
-        None, "+".join(name for name, on in used if on), ExplicitVRLittleEndian
-    )
+    check = "+".join(name for name, on in used if on)
+    return _Pixels(None, check, ExplicitVRLittleEndian, painted)
 
 
 def _one(
@@ -392,6 +397,8 @@ def _one(
         return
 
     write_atomic(Path(task.out_dir) / relative, data)
+    if pixels.check not in ("copied", "sampled"):
+        result.painted[relative.as_posix()] = pixels.painted
     digest = hashlib.sha256()
     for chunk in data:
         digest.update(chunk)
@@ -446,6 +453,9 @@ def write_study_parts(task: StudyTask, result: StudyResult) -> None:
         tmp = part.with_name(f".tmp-{os.getpid()}-{part.name}")
         pq.write_table(table, tmp, compression="zstd")
         os.replace(tmp, part)
+    regions = Path(task.job_dir) / "parts" / "painted" / f"{task.ordinal:08d}.json"
+    regions.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(regions, json.dumps(result.painted, sort_keys=True).encode())
 
 
 def clear_previous_output(task: StudyTask) -> None:
@@ -463,6 +473,7 @@ def clear_previous_output(task: StudyTask) -> None:
         (job_dir / "parts" / name / f"{task.ordinal:08d}.parquet").unlink(
             missing_ok=True
         )
+    (job_dir / "parts" / "painted" / f"{task.ordinal:08d}.json").unlink(missing_ok=True)
     shutil.rmtree(job_dir / "quarantine" / f"{task.ordinal:08d}", ignore_errors=True)
 
 

@@ -36,6 +36,7 @@ def clean_pixel_data(
     ds: Dataset,
     detect: TextDetector | None = rapidocr_detector,
     regions: list[Region] | None = None,
+    painted: list[tuple[int, int, int, int]] | None = None,
 ) -> str | None:
     """Put the scrubbed pixels of the file at ``path`` into the cleaned ``ds``.
 
@@ -47,6 +48,9 @@ def clean_pixel_data(
         The text detector, or None to clean the ``regions`` alone.
     regions
         deid's mask: boxes to clean (0) or keep (1), in order, in every frame.
+    painted
+        When given, receives the boxes (x0, y0, x1, y1) cleaned in any frame:
+        the rule regions cleaned and the text boxes painted, for the report.
 
     Returns
     -------
@@ -59,8 +63,11 @@ def clean_pixel_data(
         frames, photometric, view = decode(source)
     except Undecodable as exc:
         return str(exc)
+    boxes: set[tuple[int, int, int, int]] = set()
     if regions:
         _clean_regions(frames, regions, _darkest(source, frames, photometric))
+        rows, columns = frames.shape[1:3]
+        boxes |= {box or (0, 0, columns, rows) for keep, box in regions if not keep}
     if detect is not None:
         indexed = photometric == "PALETTE COLOR"
         report = scrub_frames(
@@ -69,7 +76,10 @@ def clean_pixel_data(
         if not report.clean:
             left = sum(len(r) for r in report.remaining)
             return f"text still found after scrubbing ({left} boxes)"
+        boxes |= {(b.x0, b.y0, b.x1, b.y1) for frame in report.boxes for b in frame}
     _store(ds, source, frames, photometric)
+    if painted is not None:
+        painted += sorted(boxes)
     return None
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from exporter.engine.job import RunRequest, run_job
+from exporter.policy.profile import DEFAULT_OPTIONS
 from exporter.synthetic import make_source, write_manifest
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -37,7 +38,16 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = make_source(root / "src", seed=9, patients=1, with_bad_files=False)
     patient = source.studies[0].patient.patient_id
     manifest = write_manifest(root / "m.csv", [{"PatientID": patient}])
-    run_job(RunRequest(manifest, str(source.root), root / "out", root / "ws"))
+    # Clean Pixel Data: the captures are cleaned, so the report has thumbnails.
+    options = DEFAULT_OPTIONS | {"clean_pixel_data"}
+    summary = run_job(
+        RunRequest(
+            manifest, str(source.root), root / "out", root / "ws", options=options
+        )
+    )
+    page = (root / "out" / "report.html").read_text()
+    assert summary.pixels_cleaned == 2
+    assert page.count('src="data:image/png;base64,') == summary.pixels_cleaned
     return root / "out" / "report.html"
 
 
@@ -53,17 +63,19 @@ def _chromium(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_screenshot_shows_the_report(report: Path, tmp_path: Path) -> None:
-    """A screenshot with content: not one flat colour."""
+    """A screenshot with content: not one flat colour; thumbnails in red outline."""
     from PIL import Image
 
     shot = tmp_path / "report.png"
     result = _chromium(
-        tmp_path, "--window-size=1200,1600", f"--screenshot={shot}", report.as_uri()
+        tmp_path, "--window-size=1200,2400", f"--screenshot={shot}", report.as_uri()
     )
     assert shot.is_file(), result.stderr[-2000:]
-    pixels = np.asarray(Image.open(shot).convert("L"))
-    assert pixels.shape == (1600, 1200)
-    assert pixels.std() > 5  # text and tables, not a blank page
+    rgb = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    assert rgb.shape[:2] == (2400, 1200)
+    assert rgb.std() > 5  # text and tables, not a blank page
+    red = (rgb[..., 0] > 200) & (rgb[..., 1] < 80) & (rgb[..., 2] < 80)
+    assert red.sum() > 100  # the outlines of the cleaned boxes are drawn
 
 
 def test_every_image_loads_offline(report: Path, tmp_path: Path) -> None:
