@@ -176,6 +176,19 @@ def _details(summary: JobSummary) -> list[str]:
             f"(workspace only): {summary.workspace / 'jobs' / summary.job_id}"
             "/not-exported.csv"
         )
+    if not lines and not summary.pixels_cleaned:
+        return lines  # a clean run says nothing more than its summary line
+    lines.append(f"  report: {summary.out_dir / 'report.html'}")
+    something_to_review = (
+        summary.pixels_cleaned
+        or summary.quarantined
+        or summary.failed
+        or summary.findings
+    )
+    if summary.review is not None and something_to_review:
+        lines.append(
+            f"  review (identifying pictures, workspace only): {summary.review}"
+        )
     return lines
 
 

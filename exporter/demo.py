@@ -61,6 +61,8 @@ def run_demo(directory: Path, workers: int, echo: Callable[[str], None] = print)
     echo(f"  provenance:             {summary.out_dir / 'provenance.json'}")
     echo(f"  audit report:           {summary.out_dir / 'report.html'}")
     echo(f"workspace (keep private): {summary.workspace}")
+    if summary.review is not None:
+        echo(f"  review (before/after):  {summary.review}")
     echo(
         f"{summary.exported} instances exported from {summary.studies} studies "
         f"({summary.pixels_cleaned} with burned-in text scrubbed); "

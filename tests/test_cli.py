@@ -92,6 +92,17 @@ def run_args(
     return [*args, "--workers", "1", *extra]
 
 
+def report_line(out: Path) -> str:
+    """Where the details point to the export's audit report."""
+    return f"  report: {out / 'report.html'}"
+
+
+def review_line(ws: Path) -> str:
+    """Where the details point to the workspace's review page."""
+    review = ws / "jobs" / job_id(ws) / "review.html"
+    return f"  review (identifying pictures, workspace only): {review}"
+
+
 def squeezed(text: str) -> str:
     """The text without whitespace: what was said, however the terminal wrapped it."""
     return re.sub(r"\s", "", text)
@@ -257,6 +268,8 @@ class TestIncomplete:
             f"  {len(held)} x quarantined: {burned}",
             f"  per row: {out / 'reconciliation.csv'}; per file (workspace only): "
             f"{ws / 'jobs' / job_id(ws) / 'not-exported.csv'}",
+            report_line(out),
+            review_line(ws),
         ]
         assert squeezed(result.stderr) == squeezed("".join(details))
         assert reconciliation(out) == [
@@ -285,7 +298,9 @@ class TestIncomplete:
             f"  per row: {out / 'reconciliation.csv'}; per file (workspace only): "
             f"{ws / 'jobs' / job_id(ws) / 'not-exported.csv'}"
         )
-        assert squeezed(result.stderr) == squeezed(NOTE.format(ws) + per_row)
+        assert squeezed(result.stderr) == squeezed(
+            NOTE.format(ws) + per_row + report_line(out)
+        )
         assert reconciliation(out) == [
             recon_row(2, "exported", 1, (len(study.paths), 0, 0)),
             recon_row(3, "matched nothing", 0, (0, 0, 0)),

@@ -17,6 +17,14 @@ def safe_component(text: str) -> str:
     return cleaned[:64]
 
 
+def review_picture(job_dir: Path, ordinal: int, name: str, when: str) -> Path:
+    """The workspace picture of a cleaned image ``when`` "before" or "after".
+
+    ``name`` is the stem of the exported file (its new SOP Instance UID).
+    """
+    return job_dir / "parts" / "pictures" / f"{ordinal:08d}" / f"{name}.{when}.png"
+
+
 def write_atomic(target: Path, data: bytes | Sequence[bytes | memoryview]) -> None:
     """Write ``data`` (or its chunks, in order) so readers see all or nothing."""
     tmp = target.with_name(f"{TMP_MARK}{os.getpid()}-{target.name}")

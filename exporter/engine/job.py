@@ -27,7 +27,6 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from exporter import __version__
-from exporter.audit import write_report
 from exporter.catalog import SCHEMA_VERSION, TABLES, merge_parts
 from exporter.cohort import Manifest, read_manifest
 from exporter.engine.files import sweep_partial
@@ -39,6 +38,8 @@ from exporter.engine.worker import (
     write_study_parts,
 )
 from exporter.errors import ExporterError, SettingsError
+from exporter.pages.audit import write_report
+from exporter.pages.review import write_review
 from exporter.policy.annex_e import EDITION, validate_options
 from exporter.policy.deid_filters import with_filters
 from exporter.policy.explain import Explained, explain
@@ -137,6 +138,8 @@ class JobSummary:
     source_skipped: Counter[str] = field(default_factory=Counter)
     # What verify found, by kind of value; None when it did not run.
     findings: Counter[str] | None = None
+    # The workspace's review page (before/after pictures, quarantine).
+    review: Path | None = None
 
     @property
     def complete(self) -> bool:
@@ -537,9 +540,7 @@ def _verify(
     """
     retained = retained_kinds(r.keyword for r in explained if r.code == "K")
     record = json.loads((out / "provenance.json").read_text())
-    painted: dict[str, list[list[int]]] = {}
-    for part in sorted((job_dir / "parts" / "painted").glob("*.json")):
-        painted.update(json.loads(part.read_text()))
+    painted = _painted(job_dir)
     if not wanted:
         record["verify"] = {
             "checked": False,
@@ -577,6 +578,14 @@ def _verify(
         record["verify"] = verdict
         write_provenance(out / "provenance.json", record)
         write_report(out, explained, painted)
+
+
+def _painted(job_dir: Path) -> dict[str, list[list[int]]]:
+    """Export path of each cleaned image -> the boxes cleaned in it."""
+    painted: dict[str, list[list[int]]] = {}
+    for part in sorted((job_dir / "parts" / "painted").glob("*.json")):
+        painted.update(json.loads(part.read_text()))
+    return painted
 
 
 def _reopen_incomplete(session: Session, job_id: str, job_dir: Path, out: Path) -> int:
@@ -715,6 +724,8 @@ def run_job(request: RunRequest, progress: Progress | None = None) -> JobSummary
         _verify(
             request.verify, engine, out, ws.job_dir(job_id), rows, summary, progress
         )
+        # Identifying pictures for reviewers: the workspace, never the export.
+        summary.review = write_review(job_dir, out, _painted(job_dir))
         job.state = "finished"
         session.add(job)
         session.commit()

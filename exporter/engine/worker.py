@@ -19,7 +19,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow.parquet as pq
+from numpy.typing import NDArray
 from pydicom import dcmwrite
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -35,7 +37,7 @@ from pydicom.uid import (
 
 from exporter import __version__
 from exporter.catalog import instance_row, study_tables
-from exporter.engine.files import safe_component, write_atomic
+from exporter.engine.files import review_picture, safe_component, write_atomic
 from exporter.engine.rawfile import (
     DamagedFile,
     SourceFile,
@@ -47,6 +49,7 @@ from exporter.errors import ActionError
 from exporter.pixels.clean import clean_pixel_data, sample_shows_text
 from exporter.pixels.ocr import rapidocr_detector
 from exporter.pixels.regions import Verdict, judge
+from exporter.pixels.thumbnail import thumbnail_png
 from exporter.policy.annex_e import BASIC_PROFILE_CODE, OPTIONS
 from exporter.policy.apply import apply_recipe, encode_raw
 from exporter.policy.functions import InstanceContext
@@ -270,6 +273,8 @@ class _Pixels:
     check: str = "copied"  # the catalog's pixel_check
     syntax: UID | None = None  # the new transfer syntax, when rewritten
     painted: list[tuple[int, int, int, int]] = field(default_factory=list)
+    # First frame before and after cleaning (PNG thumbnails), for review.
+    pictures: tuple[bytes, bytes] | None = None
 
 
 def _pixels(
@@ -310,13 +315,19 @@ def _pixels(
         return _Pixels(risk)
     detect = rapidocr_detector if task.clean_pixels else None
     painted: list[tuple[int, int, int, int]] = []
-    why = clean_pixel_data(data, ds, detect, verdict.regions, painted)
+    views: list[NDArray[np.uint8]] = []
+    why = clean_pixel_data(data, ds, detect, verdict.regions, painted, views)
     if why is not None:
         return _Pixels(f"{risk or 'pixel regions'}; {why}")
     result.pixels_cleaned += 1
     used = (("rule", by_rule), ("ocr", detect is not None))
     check = "+".join(name for name, on in used if on)
-    return _Pixels(None, check, ExplicitVRLittleEndian, painted)
+    pictures = (
+        (thumbnail_png(views[0], painted), thumbnail_png(views[1], painted))
+        if views
+        else None
+    )
+    return _Pixels(None, check, ExplicitVRLittleEndian, painted, pictures)
 
 
 def _one(
@@ -399,6 +410,10 @@ def _one(
     write_atomic(Path(task.out_dir) / relative, data)
     if pixels.check not in ("copied", "sampled"):
         result.painted[relative.as_posix()] = pixels.painted
+    if pixels.pictures is not None:
+        # Identifying (text as it was burned in): workspace only, for review.
+        for when, png in zip(("before", "after"), pixels.pictures, strict=True):
+            write_atomic(_picture_path(task, relative, when), png)
     digest = hashlib.sha256()
     for chunk in data:
         digest.update(chunk)
@@ -458,6 +473,11 @@ def write_study_parts(task: StudyTask, result: StudyResult) -> None:
     write_atomic(regions, json.dumps(result.painted, sort_keys=True).encode())
 
 
+def _picture_path(task: StudyTask, relative: Path, when: str) -> Path:
+    """Where a picture of a cleaned image, before or after, is kept."""
+    return review_picture(Path(task.job_dir), task.ordinal, relative.stem, when)
+
+
 def clear_previous_output(task: StudyTask) -> None:
     """Remove what an earlier run of this study left: files, parts, quarantine.
 
@@ -474,7 +494,8 @@ def clear_previous_output(task: StudyTask) -> None:
             missing_ok=True
         )
     (job_dir / "parts" / "painted" / f"{task.ordinal:08d}.json").unlink(missing_ok=True)
-    shutil.rmtree(job_dir / "quarantine" / f"{task.ordinal:08d}", ignore_errors=True)
+    for folder in (job_dir / "parts" / "pictures", job_dir / "quarantine"):
+        shutil.rmtree(folder / f"{task.ordinal:08d}", ignore_errors=True)
 
 
 def export_study(task: StudyTask) -> StudyResult:

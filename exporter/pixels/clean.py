@@ -37,6 +37,7 @@ def clean_pixel_data(
     detect: TextDetector | None = rapidocr_detector,
     regions: list[Region] | None = None,
     painted: list[tuple[int, int, int, int]] | None = None,
+    pictures: list[NDArray[np.uint8]] | None = None,
 ) -> str | None:
     """Put the scrubbed pixels of the file at ``path`` into the cleaned ``ds``.
 
@@ -51,6 +52,9 @@ def clean_pixel_data(
     painted
         When given, receives the boxes (x0, y0, x1, y1) cleaned in any frame:
         the rule regions cleaned and the text boxes painted, for the report.
+    pictures
+        When given, receives two 8-bit views of the first frame, before and
+        after cleaning, stretched alike (for the workspace's review page).
 
     Returns
     -------
@@ -63,6 +67,7 @@ def clean_pixel_data(
         frames, photometric, view = decode(source)
     except Undecodable as exc:
         return str(exc)
+    original = frames[0].copy() if pictures is not None else None
     boxes: set[tuple[int, int, int, int]] = set()
     if regions:
         _clean_regions(frames, regions, _darkest(source, frames, photometric))
@@ -77,6 +82,11 @@ def clean_pixel_data(
             left = sum(len(r) for r in report.remaining)
             return f"text still found after scrubbing ({left} boxes)"
         boxes |= {(b.x0, b.y0, b.x1, b.y1) for frame in report.boxes for b in frame}
+    if original is not None and pictures is not None:
+        # One view over both side by side: the same stretch for each.
+        both = view(np.concatenate([original, frames[0]], axis=1))
+        half = original.shape[1]
+        pictures += [both[:, :half], both[:, half:]]
     _store(ds, source, frames, photometric)
     if painted is not None:
         painted += sorted(boxes)

@@ -1,4 +1,7 @@
-"""The audit report in a real browser: headless Chromium renders it offline."""
+"""The pages in a real browser: headless Chromium renders them offline.
+
+The audit report (export) and the review page (workspace) each.
+"""
 
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ FLAGS = (
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     if CHROMIUM is None:
         if os.environ.get("CI"):
             pytest.fail("chromium is not installed; .ci/run installs it")
@@ -48,7 +51,8 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     page = (root / "out" / "report.html").read_text()
     assert summary.pixels_cleaned == 2
     assert page.count('src="data:image/png;base64,') == summary.pixels_cleaned
-    return root / "out" / "report.html"
+    assert summary.review is not None
+    return {"report": root / "out" / "report.html", "review": summary.review}
 
 
 def _chromium(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -62,13 +66,19 @@ def _chromium(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_screenshot_shows_the_report(report: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["report", "review"])
+def test_screenshot_shows_the_page(
+    pages: dict[str, Path], name: str, tmp_path: Path
+) -> None:
     """A screenshot with content: not one flat colour; thumbnails in red outline."""
     from PIL import Image
 
     shot = tmp_path / "report.png"
     result = _chromium(
-        tmp_path, "--window-size=1200,2400", f"--screenshot={shot}", report.as_uri()
+        tmp_path,
+        "--window-size=1200,2400",
+        f"--screenshot={shot}",
+        pages[name].as_uri(),
     )
     assert shot.is_file(), result.stderr[-2000:]
     rgb = np.asarray(Image.open(shot).convert("RGB")).astype(int)
@@ -78,10 +88,15 @@ def test_screenshot_shows_the_report(report: Path, tmp_path: Path) -> None:
     assert red.sum() > 100  # the outlines of the cleaned boxes are drawn
 
 
-def test_every_image_loads_offline(report: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("name", "title"), [("report", "audit report"), ("review", "review")]
+)
+def test_every_image_loads_offline(
+    pages: dict[str, Path], name: str, title: str, tmp_path: Path
+) -> None:
     """The page's own check (every image decoded) reads ok after load."""
     result = _chromium(
-        tmp_path, "--dump-dom", "--virtual-time-budget=5000", report.as_uri()
+        tmp_path, "--dump-dom", "--virtual-time-budget=5000", pages[name].as_uri()
     )
     assert 'data-images="ok"' in result.stdout, result.stderr[-2000:]
-    assert "audit report" in result.stdout
+    assert f": {title}" in result.stdout

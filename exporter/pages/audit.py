@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter.engine.files import write_atomic
+from exporter.pages.html import figure, head, table, tail
 from exporter.policy.explain import Explained
 
 _CODES = {
@@ -25,22 +26,6 @@ _CODES = {
     "C": "cleaned",
     "K": "kept",
 }
-_STYLE = (
-    "body{font-family:system-ui,sans-serif;margin:2em;max-width:70em;color:#222}"
-    "table{border-collapse:collapse;margin:.5em 0}"
-    "td,th{border:1px solid #bbb;padding:3px 8px;text-align:left;vertical-align:top}"
-    "th{background:#eee}.ok{color:#060}.bad{color:#a00;font-weight:bold}"
-    "summary{cursor:pointer}h2{margin-top:1.5em;border-bottom:1px solid #ccc}"
-)
-
-
-# Marks the page once loaded: data-images="ok" when every image decoded, so a
-# headless browser can tell (the report must read offline, images embedded).
-_IMAGE_CHECK = (
-    "<script>addEventListener('load',function(){var i=Array.from(document.images);"
-    "document.documentElement.dataset.images=i.every(function(x){return x.complete"
-    "&&x.naturalWidth>0})?'ok':'broken';});</script>"
-)
 
 
 def write_report(
@@ -68,19 +53,15 @@ def render(
     thumbnails: str = "",
 ) -> str:
     """The report page; deterministic (no clock, no machine names)."""
-    esc = html.escape
     counts = record.get("counts", {})
     verify = record.get("verify", {})
     recipe = record.get("recipe", {})
     title = f"Export {record.get('export_id', '')}: audit report"
     parts = [
-        "<!doctype html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{esc(title)}</title><style>{_STYLE}</style></head><body>",
-        f"<h1>{esc(title)}</h1>",
+        *head(title),
         _verdict(counts, verify),
         "<h2>Summary</h2>",
-        _table(
+        table(
             ("", "count"),
             [(k.replace("_", " "), v) for k, v in counts.items() if isinstance(v, int)],
         ),
@@ -89,7 +70,7 @@ def render(
         "<h2>Manifest reconciliation</h2>",
         "<p>One line per manifest row, by row number "
         "(the row's values are not shown).</p>",
-        _table(
+        table(
             (
                 "row",
                 "status",
@@ -113,14 +94,14 @@ def render(
             ],
         ),
         "<h2>Instances not exported, by reason</h2>",
-        _table(
+        table(
             ("reason", "instances"),
             sorted(counts.get("instances_not_exported_by_reason", {}).items()),
         )
         if counts.get("instances_not_exported_by_reason")
         else "<p>None.</p>",
         "<h2>Pixel data</h2>",
-        _table(
+        table(
             ("what was done", "instances"),
             sorted(counts.get("instances_exported_by_pixel_check", {}).items()),
         ),
@@ -129,7 +110,7 @@ def render(
         "recipe's %filter regions blanked.</p>",
         thumbnails,
         "<h2>Policy</h2>",
-        _table(
+        table(
             ("", ""),
             [
                 ("recipe", recipe.get("name", "")),
@@ -143,7 +124,7 @@ def render(
             ],
         ),
         "<h3>What the policy does, attribute by attribute</h3>",
-        _table(
+        table(
             ("Annex E code", "meaning", "attributes"),
             [
                 (code, _CODES.get(code, ""), n)
@@ -152,13 +133,12 @@ def render(
         ),
         "<details><summary>The full table "
         f"({len(explained)} attributes and patterns)</summary>",
-        _table(
+        table(
             ("tag", "keyword", "action", "code", "decided by"),
             [(r.tag, r.keyword, r.action, r.code, r.decided_by) for r in explained],
         ),
         "</details>",
-        _IMAGE_CHECK,
-        "</body></html>",
+        *tail(),
     ]
     return "\n".join(parts) + "\n"
 
@@ -194,23 +174,11 @@ def _verify_section(verify: dict[str, Any]) -> str:
         ),
     ]
     rows += [(f"found: {kind}", n) for kind, n in verify.get("by_kind", {}).items()]
-    return _table(("", ""), rows)
-
-
-def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
-    esc = html.escape
-    head = "".join(f"<th>{esc(str(h))}</th>" for h in header)
-    thead = f"<thead><tr>{head}</tr></thead>" if any(header) else ""
-    body = "".join(
-        "<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>"
-        for row in rows
-    )
-    return f"<table>{thead}<tbody>{body}</tbody></table>"
+    return table(("", ""), rows)
 
 
 # At most this many thumbnails: the page stays small enough to open anywhere.
 MAX_THUMBNAILS = 48
-THUMBNAIL_WIDTH = 240
 
 
 def _thumbnails(out: Path, painted: dict[str, list[list[int]]]) -> str:
@@ -218,45 +186,25 @@ def _thumbnails(out: Path, painted: dict[str, list[list[int]]]) -> str:
     if not painted:
         return ""
     try:
-        from PIL import Image, ImageDraw
+        from exporter.pixels.thumbnail import first_frame_view, thumbnail_png
     except ImportError:
         return "<p>Thumbnails need the pixels extra (Pillow).</p>"
-    import base64
-    import io
-
-    import pydicom
-
-    from exporter.pixels.clean import Undecodable, decode
-
     figures = []
     for number, (path, boxes) in enumerate(sorted(painted.items())[:MAX_THUMBNAILS]):
-        try:
-            frames, _, view = decode(pydicom.dcmread(out / path), first_frame_only=True)
-        except (OSError, Undecodable):
+        view = first_frame_view(out / path)
+        if view is None:
             continue
-        image = Image.fromarray(view(frames[0]))
-        scale = THUMBNAIL_WIDTH / image.width
-        image = image.resize((THUMBNAIL_WIDTH, max(1, round(image.height * scale))))
-        draw = ImageDraw.Draw(image)
-        for x0, y0, x1, y1 in boxes:
-            draw.rectangle(
-                (x0 * scale, y0 * scale, x1 * scale - 1, y1 * scale - 1),
-                outline=(230, 30, 30),
-                width=2,
-            )
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG", optimize=True)
-        data = base64.b64encode(buffer.getvalue()).decode("ascii")
         figures.append(
-            '<figure style="display:inline-block;margin:4px">'
-            f'<img alt="cleaned image {number + 1}" src="data:image/png;base64,{data}">'
-            f"<figcaption>image {number + 1}: {len(boxes)} regions cleaned"
-            "</figcaption></figure>"
+            figure(
+                thumbnail_png(view, boxes),
+                f"cleaned image {number + 1}",
+                f"image {number + 1}: {len(boxes)} regions cleaned",
+            )
         )
     more = len(painted) - MAX_THUMBNAILS
-    tail = f"<p>and {more} more cleaned images.</p>" if more > 0 else ""
+    more_text = f"<p>and {more} more cleaned images.</p>" if more > 0 else ""
     return (
         "<h3>Cleaned images (first frame; red: what was painted or blanked)</h3>"
         + "".join(figures)
-        + tail
+        + more_text
     )
