@@ -10,6 +10,7 @@ row select (:meth:`Source.find`), which instances make up a study
 
 from __future__ import annotations
 
+import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,3 +138,43 @@ def upper_values(value: Any) -> list[str]:
     if isinstance(value, str):
         return [value.upper()]
     return [str(v).upper() for v in value]
+
+
+# Characters a query value carries as written. Anything else may be read as a
+# wildcard (``*``, ``?``, PS3.4 C.2.2.2.4), a value separator (``\\``), or be
+# left undecoded by a DICOMweb server (``^``, ``%``, space, ...).
+_PLAIN = frozenset(string.ascii_letters + string.digits + ".-_")
+
+
+def query_key(selection: Selection) -> tuple[str, str]:
+    """The attribute a manifest row selects by, and its value."""
+    if selection.study_instance_uid:
+        return "StudyInstanceUID", selection.study_instance_uid
+    if selection.accession_number:
+        return "AccessionNumber", selection.accession_number
+    if selection.patient_id:
+        return "PatientID", selection.patient_id
+    raise ValueError("a selection needs StudyInstanceUID, AccessionNumber or PatientID")
+
+
+def query_value(value: str) -> str:
+    """What to send a server for a key ``value``, so that it cannot match less.
+
+    A plain value is sent as it is. Otherwise its plain prefix is sent with a
+    ``*`` (a wildcard match, which returns at least the studies wanted), or an
+    empty value (universal match) when it starts with a special character.
+    Either way the answers must then be checked with :func:`same_key`.
+    """
+    for position, char in enumerate(value):
+        if char not in _PLAIN:
+            return f"{value[:position]}*" if position else ""
+    return value
+
+
+def same_key(answered: Any, wanted: str) -> bool:
+    """Whether a query answer's key equals the manifest's value exactly.
+
+    Servers match wildcards, ignore case or pad values; the answer counts
+    only when its value, without DICOM's padding spaces, is the one asked for.
+    """
+    return str(answered if answered is not None else "").strip() == wanted.strip()

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -32,6 +32,9 @@ from exporter.sources.base import (
     Retrieved,
     ScanReport,
     StudyRef,
+    query_key,
+    query_value,
+    same_key,
     upper_values,
 )
 from exporter.sources.spool import Spool, unlisted
@@ -40,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 _STUDY_FIELDS = ("StudyDate", "PatientID", "ModalitiesInStudy")
 _AS_STORED = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+_PAGE = 1000  # QIDO-RS answers asked for per request in a search by hand
 
 
 class DicomwebSource:
@@ -70,22 +74,27 @@ class DicomwebSource:
         back is kept only when the key is equal, and the date and modality
         are checked here too.
         """
-        key, value = _key(selection)
-        filters: dict[str, Any] = {key: value}
+        key, value = query_key(selection)
+        filters: dict[str, Any] = {}
         if selection.date_from or selection.date_to:
             low = selection.date_from.strftime("%Y%m%d") if selection.date_from else ""
             high = selection.date_to.strftime("%Y%m%d") if selection.date_to else ""
             filters["StudyDate"] = f"{low}-{high}"
-        with self._calls("search for studies") as client:
-            answers = client.search_for_studies(
-                search_filters=filters,
-                fields=[*_STUDY_FIELDS, "NumberOfStudyRelatedInstances", key],
-                get_remaining=True,
-            )
+        fields = [*_STUDY_FIELDS, "NumberOfStudyRelatedInstances", key]
+        sent = query_value(value)
+        if sent.endswith("*"):
+            answers = self._wildcard_search(key, sent, filters, fields)
+        else:
+            if sent:
+                filters[key] = sent
+            with self._calls("search for studies") as client:
+                answers = client.search_for_studies(
+                    search_filters=filters, fields=fields, get_remaining=True
+                )
         found = []
         for answer in answers:
             study = Dataset.from_json(answer)
-            if str(study.get(key, "") or "") != value:
+            if not same_key(study.get(key), value):
                 continue
             uid = str(study.get("StudyInstanceUID", "") or "")
             modalities = upper_values(study.get("ModalitiesInStudy"))
@@ -96,6 +105,33 @@ class DicomwebSource:
             count = int(number) if number.isdigit() else len(self.instances(uid))
             found.append(StudyRef(uid, str(study.get("PatientID", "") or ""), count))
         return sorted(set(found), key=lambda ref: ref.study_uid)
+
+    def _wildcard_search(
+        self, key: str, pattern: str, filters: dict[str, Any], fields: list[str]
+    ) -> list[dict[str, Any]]:
+        """QIDO-RS for studies whose ``key`` matches ``pattern`` (``PREFIX*``).
+
+        dicomweb-client percent-encodes the ``*``, and some servers (Orthanc
+        1.10) do not decode query values, so a wildcard sent that way matches
+        nothing. The prefix is plain (:func:`query_value`), so the query is
+        built here with the ``*`` as written; pages of ``_PAGE`` answers.
+        """
+        query = urlencode({**filters, "includefield": ",".join(fields), "limit": _PAGE})
+        answers: list[dict[str, Any]] = []
+        with self._calls("search for studies"):
+            self._connect()
+            while True:
+                url = f"{self.url}/studies?{key}={pattern}&{query}"
+                response = self._session.get(
+                    f"{url}&offset={len(answers)}",
+                    headers={"Accept": "application/dicom+json"},
+                    timeout=self.timeout,
+                )
+                response.raise_for_status()
+                page = response.json() if response.content else []
+                answers += page
+                if len(page) < _PAGE:
+                    return answers
 
     def instances(self, study_uid: str) -> list[InstanceRef]:
         """The study's instances, as QIDO-RS lists them, by SOPInstanceUID."""
@@ -221,16 +257,6 @@ class DicomwebSource:
         self._session = session  # also for WADO-RS, read here as raw bytes
         self._client = DICOMwebClient(self.url, session=session, timeout=self.timeout)
         return self._client
-
-
-def _key(selection: Selection) -> tuple[str, str]:
-    if selection.study_instance_uid:
-        return "StudyInstanceUID", selection.study_instance_uid
-    if selection.accession_number:
-        return "AccessionNumber", selection.accession_number
-    if selection.patient_id:
-        return "PatientID", selection.patient_id
-    raise ValueError("a selection needs StudyInstanceUID, AccessionNumber or PatientID")
 
 
 def _boundary(content_type: str) -> bytes:

@@ -30,6 +30,9 @@ from exporter.sources.base import (
     Retrieved,
     ScanReport,
     StudyRef,
+    query_key,
+    query_value,
+    same_key,
     upper_values,
 )
 
@@ -216,28 +219,23 @@ class DimseSource:
         ignore it); the modality is checked here against ModalitiesInStudy,
         or the series when the PACS does not return it. A PACS that does not
         say how many instances a study holds is asked per series and image.
+        A key holding a character a PACS may read as a wildcard is sent as a
+        wildcard prefix; answers count only when their key equals the row's.
         """
+        key, value = query_key(selection)
         query = Dataset()
         query.QueryRetrieveLevel = "STUDY"
-        query.StudyInstanceUID = selection.study_instance_uid or ""
-        query.AccessionNumber = (
-            selection.accession_number
-            if selection.accession_number and not selection.study_instance_uid
-            else ""
-        )
-        query.PatientID = (
-            selection.patient_id
-            if selection.patient_id
-            and not (selection.study_instance_uid or selection.accession_number)
-            else ""
-        )
+        query.StudyInstanceUID = ""
+        query.AccessionNumber = ""
+        query.PatientID = ""
+        setattr(query, key, query_value(value))
         query.StudyDate = _date_range(selection)
         query.ModalitiesInStudy = ""
         query.NumberOfStudyRelatedInstances = ""
         found = []
         for answer in _find(self.peer, query):
             study_uid = str(answer.get("StudyInstanceUID", "") or "")
-            if not study_uid:
+            if not study_uid or not same_key(answer.get(key), value):
                 continue
             modalities = upper_values(answer.get("ModalitiesInStudy"))
             if selection.modality and not modalities:

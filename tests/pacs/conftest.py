@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import orthanc_server as orthanc
+import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
@@ -15,6 +17,38 @@ from exporter.synthetic import SyntheticSource, make_source
 
 # pydicom's compressed files (distinct SOP instances): RLE, JPEG baseline.
 COMPRESSED = ("MR_small_RLE.dcm", "SC_rgb_jpeg_dcmtk.dcm", "SC_rgb_rle.dcm")
+
+# Patient IDs a server may read as wildcards or fail to decode in a URL, each
+# next to a near miss that a wildcard or a case-blind match would also find.
+TRICKY_IDS = (
+    "MRN^77*1",
+    "MRN^77X1",
+    "mrn^77*1",
+    "PAT 0042?",
+    "PAT 00421",
+    "^LEADING",
+    "%41BC",
+    "ABC",
+)
+
+
+def _uid(*parts: str) -> str:
+    return f"2.25.{uuid.uuid5(uuid.NAMESPACE_OID, '/'.join(parts)).int}"
+
+
+def _write_tricky(folder: Path) -> None:
+    """One single-instance study for each of ``TRICKY_IDS``."""
+    folder.mkdir()
+    template = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    for number, patient_id in enumerate(TRICKY_IDS):
+        ds = template.copy()
+        ds.PatientID = patient_id
+        ds.AccessionNumber = f"TRK{number}"
+        ds.StudyInstanceUID = _uid("tricky", patient_id)
+        ds.SeriesInstanceUID = _uid("tricky", patient_id, "series")
+        ds.SOPInstanceUID = _uid("tricky", patient_id, "instance")
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.save_as(folder / f"tricky{number}.dcm")
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +59,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> SyntheticSource:
     (root / "src" / "compressed").mkdir()
     for name in COMPRESSED:
         shutil.copy(get_testdata_file(name), root / "src" / "compressed" / name)
+    _write_tricky(root / "src" / "tricky")
     return source
 
 

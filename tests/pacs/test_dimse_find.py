@@ -7,11 +7,13 @@ from pathlib import Path
 
 import orthanc_server as orthanc
 import pytest
+from conftest import TRICKY_IDS
 
 pytest.importorskip("pynetdicom", reason="the pacs extra is not installed")
 
 from exporter.cohort import Selection
 from exporter.errors import SourceError
+from exporter.sources.dicomweb import DicomwebSource
 from exporter.sources.dimse import DimseSource, Peer
 from exporter.sources.folder import FolderSource
 from exporter.state.db import open_database
@@ -127,3 +129,33 @@ def test_a_pacs_that_omits_counts_and_classes(
     assert source.find(row) == folder.find(row)
     got = source.retrieve(study.study_uid, tmp_path / "spool")
     assert got.missing == () and len(got.items) == len(study.sop_uids)
+
+
+@pytest.mark.parametrize("patient_id", TRICKY_IDS)
+def test_ids_with_wildcard_and_url_characters_match_exactly(
+    pacs: orthanc.Orthanc,
+    folder: FolderSource,
+    patient_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``*``, ``?``, ``^``, ``%`` and spaces: one study each, over every source."""
+    monkeypatch.setenv("EXPORTER_DICOMWEB_USER", orthanc.USER)
+    monkeypatch.setenv("EXPORTER_DICOMWEB_PASSWORD", orthanc.PASSWORD)
+    row = _row(patient_id=patient_id)
+    expected = folder.find(row)
+    assert [ref.patient_id for ref in expected] == [patient_id]
+    assert DimseSource(_peer(pacs)).find(row) == expected
+    assert DicomwebSource(pacs.dicomweb).find(row) == expected
+
+
+def test_a_wildcard_search_reads_every_page(
+    pacs: orthanc.Orthanc, folder: FolderSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Answers asked for a page at a time: none lost between pages."""
+    from exporter.sources import dicomweb
+
+    monkeypatch.setattr(dicomweb, "_PAGE", 1)
+    monkeypatch.setenv("EXPORTER_DICOMWEB_USER", orthanc.USER)
+    monkeypatch.setenv("EXPORTER_DICOMWEB_PASSWORD", orthanc.PASSWORD)
+    row = _row(patient_id="mrn^77*1")  # MRN* matches three patients here
+    assert DicomwebSource(pacs.dicomweb).find(row) == folder.find(row)
