@@ -24,6 +24,7 @@ from rich.progress import (
 )
 
 from exporter import __version__
+from exporter.engine.executors import DEFAULT_DASHBOARD
 from exporter.engine.job import JobSummary, RunRequest, run_job
 from exporter.engine.job import Progress as EngineProgress
 from exporter.errors import ExporterError
@@ -222,6 +223,23 @@ def run(
         int | None,
         typer.Option(min=1, help="Worker processes.", show_default="number of cores"),
     ] = None,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            "--cluster",
+            help="Run the work on a Dask cluster: tcp://SCHEDULER:PORT (or tls://), "
+            "or local:N to start N local Dask workers. Workers must see the "
+            "source, export and workspace at the same paths.",
+            show_default="a local process pool of --workers",
+        ),
+    ] = None,
+    dashboard_address: Annotated[
+        str,
+        typer.Option(
+            "--dashboard-address",
+            help="Where the dashboard of a local:N cluster listens.",
+        ),
+    ] = DEFAULT_DASHBOARD,
     database_url: Annotated[
         str | None,
         typer.Option(
@@ -307,6 +325,8 @@ def run(
         options=_options(option),
         filters=tuple(filters or ()),
         verify=verify,
+        cluster=cluster,
+        dashboard=dashboard_address,
         network=NetworkSettings(
             ae_title=ae_title,
             move=move,

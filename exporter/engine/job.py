@@ -14,7 +14,7 @@ import logging
 import shutil
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,6 +29,7 @@ from sqlmodel import Session, col, select
 from exporter import __version__
 from exporter.catalog import SCHEMA_VERSION, TABLES, merge_parts
 from exporter.cohort import Manifest, read_manifest
+from exporter.engine.executors import DEFAULT_DASHBOARD, Pool, check_cluster, open_pool
 from exporter.engine.files import sweep_partial
 from exporter.engine.worker import (
     StudyResult,
@@ -98,6 +99,8 @@ class RunRequest:
     filters: tuple[str, ...] = ()  # deid's shipped %filter sets, by name
     network: NetworkSettings = field(default_factory=NetworkSettings)  # a PACS
     verify: bool = True  # look for the noted identifying values in the export
+    cluster: str | None = None  # local:N or a Dask scheduler; None: local pool
+    dashboard: str = DEFAULT_DASHBOARD  # a local Dask cluster's dashboard
 
 
 class Progress:
@@ -292,7 +295,7 @@ def _shards(task: StudyTask) -> list[StudyTask]:
 
 
 def _execute(
-    tasks: Iterable[StudyTask], workers: int, on_result: Callable[[StudyResult], None]
+    tasks: Iterable[StudyTask], pool: Pool, on_result: Callable[[StudyResult], None]
 ) -> None:
     """Run every study, shard by shard, and report each study once it is whole.
 
@@ -327,7 +330,7 @@ def _execute(
         write_study_parts(by_id.pop(whole.task_id), whole)
         on_result(whole)
 
-    if workers <= 1:
+    if pool.executor is None:
         for shard in shards:
             collect(_guarded(shard, export_shard))
         return
@@ -339,14 +342,13 @@ def _execute(
             shard = pending.pop(future)
             collect(_guarded(shard, _Finished(future)))
 
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        # Keep a bounded number of shards in flight: memory stays flat.
-        for shard in shards:
-            pending[pool.submit(export_shard, shard)] = shard
-            if len(pending) >= 2 * workers:
-                drain()
-        while pending:
+    # Keep a bounded number of shards in flight: memory stays flat.
+    for shard in shards:
+        pending[pool.executor.submit(export_shard, shard)] = shard
+        if len(pending) >= 2 * pool.slots:
             drain()
+    while pending:
+        drain()
 
 
 def _recheck(task: StudyTask, parts: list[StudyResult]) -> list[StudyResult]:
@@ -398,7 +400,17 @@ def _guarded(shard: StudyTask, run: Callable[[StudyTask], StudyResult]) -> Study
             "a worker process died (killed or out of memory?); run the same "
             "command again to resume, perhaps with fewer --workers"
         ) from exc
+    except CancelledError as exc:
+        raise ExporterError(
+            "the cluster dropped the job's work (scheduler gone?); run the same "
+            "command again to resume"
+        ) from exc
     except Exception as exc:
+        if _lost_cluster(exc):
+            raise ExporterError(
+                "lost the connection to the Dask cluster; run the same command "
+                "again to resume"
+            ) from exc
         logger.debug(
             "shard %s of task %s failed", shard.shard, shard.task_id, exc_info=True
         )
@@ -408,6 +420,19 @@ def _guarded(shard: StudyTask, run: Callable[[StudyTask], StudyResult]) -> Study
             shard=shard.shard,
             outcomes=[(item, "failed", reason, None) for item in shard.items],
         )
+
+
+def _lost_cluster(exc: Exception) -> bool:
+    """Whether ``exc`` says the Dask cluster went away (not that a shard failed).
+
+    A shard that kept killing its workers (Dask's KilledWorker) is a failure
+    of that shard; a closed connection or a timeout talking to the scheduler
+    is not, and the job stops so that a rerun resumes it.
+    """
+    kind = type(exc)
+    if kind.__name__ == "KilledWorker":
+        return False
+    return kind.__module__.startswith("distributed.") or isinstance(exc, TimeoutError)
 
 
 def _finalize(
@@ -715,7 +740,8 @@ def run_job(request: RunRequest, progress: Progress | None = None) -> JobSummary
             )
 
         try:
-            _execute(studies, request.workers, on_result)
+            with open_pool(request.workers, request.cluster, request.dashboard) as pool:
+                _execute(studies, pool, on_result)
         finally:
             progress.stop()
         session.expire_all()
