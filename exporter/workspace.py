@@ -43,19 +43,44 @@ def resolve_root(path: str | os.PathLike[str] | None) -> Path:
     return Path(chosen).expanduser().resolve()
 
 
+def default_database_url(root: Path) -> str:
+    """The state database without --database-url or $EXPORTER_DATABASE_URL."""
+    return f"sqlite:///{root / 'state.db'}"
+
+
 def open_workspace(
-    path: str | os.PathLike[str] | None, database_url: str | None = None
+    path: str | os.PathLike[str] | None,
+    database_url: str | None = None,
+    *,
+    create: bool = True,
 ) -> Workspace:
     """Open the workspace, creating it with a new random secret on first use.
+
+    Parameters
+    ----------
+    path
+        The folder; ``None`` for $EXPORTER_WORKSPACE or the default.
+    database_url
+        The state database; ``None`` for $EXPORTER_DATABASE_URL or SQLite in
+        the folder.
+    create
+        Whether a missing workspace is created; ``False`` for commands that
+        read an existing one (verify, linkage).
 
     Raises
     ------
     SettingsError
-        When the folder or its secret cannot be used.
+        When the folder or its secret cannot be used, or there is no workspace
+        and ``create`` is false.
     """
     root = resolve_root(path)
     key_file = root / _SECRET_FILE
     created = False
+    if not key_file.exists() and not create:
+        raise SettingsError(
+            f"no workspace at {str(root)!r}: give the workspace the export was made "
+            "with (--workspace or EXPORTER_WORKSPACE)"
+        )
     if not key_file.exists():
         if root.exists() and not root.is_dir():
             raise SettingsError(f"workspace {root} exists and is not a folder")
@@ -81,9 +106,7 @@ def open_workspace(
             f"{key_file}: the secret is shorter than {_MIN_SECRET_BYTES} bytes; "
             "refusing weak pseudonyms"
         )
-    url = (
-        database_url or os.environ.get(ENV_DATABASE) or f"sqlite:///{root / 'state.db'}"
-    )
+    url = database_url or os.environ.get(ENV_DATABASE) or default_database_url(root)
     return Workspace(root=root, secret=secret, database_url=url, created=created)
 
 

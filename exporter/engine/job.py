@@ -664,7 +664,7 @@ def run_job(request: RunRequest, progress: Progress | None = None) -> JobSummary
         progress.note(
             f"created workspace {ws.root} with a new random secret; back it up"
         )
-    engine = open_database(ws.database_url)
+    engine = open_database(ws.database_url, ws.secret)
     source = open_source(request.source, engine, request.network)
     report = source.scan()
     summary = JobSummary(job_id="", out_dir=out, workspace=ws.root)

@@ -8,7 +8,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlmodel import Field, SQLModel, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, Integer, String, Table
+from sqlalchemy.types import TypeEngine
+from sqlmodel import AutoString, Field, SQLModel, UniqueConstraint
+
+# PostgreSQL's INTEGER has 32 bits; sizes and nanosecond times need 64, which
+# SQLite's INTEGER already has (the variant keeps its schema as it was).
+WIDE_INTEGER: TypeEngine[int] = BigInteger().with_variant(Integer(), "sqlite")
+
+# Text compares and sorts by code point on PostgreSQL too, as in SQLite and
+# Python: the folder index pages by path and merges with a Python sort, and
+# ordered listings (the linkage file) stay the same on either database.
+CODE_POINT_TEXT: TypeEngine[str] = String().with_variant(
+    String(collation="C"), "postgresql"
+)
 
 
 def utcnow() -> datetime:
@@ -21,8 +34,8 @@ class IndexedFile(SQLModel, table=True):
 
     path: str = Field(primary_key=True)
     root: str = Field(index=True)
-    size: int
-    mtime_ns: int
+    size: int = Field(sa_type=WIDE_INTEGER)
+    mtime_ns: int = Field(sa_type=WIDE_INTEGER)
     skip_reason: str | None = None
     patient_id: str | None = Field(default=None, index=True)
     study_uid: str | None = Field(default=None, index=True)
@@ -63,8 +76,11 @@ class Task(SQLModel, table=True):
     exported: int = 0
     quarantined: int = 0
     failed: int = 0
-    bytes_out: int = 0
+    bytes_out: int = Field(default=0, sa_type=WIDE_INTEGER)
     pixels_cleaned: int = 0  # released after burned-in text was scrubbed
+    # A runner holding the task until the lease ends; both None when free.
+    claimed_by: str | None = None
+    claimed_until: datetime | None = None
 
 
 class RowMatch(SQLModel, table=True):
@@ -114,3 +130,35 @@ class Witness(SQLModel, table=True):
     # files only (another patient's shifted date may equal them by chance);
     # empty for everything else, which is looked for everywhere.
     patient: str = ""
+
+
+class WorkspaceIdentity(SQLModel, table=True):
+    """The one workspace a database belongs to, by a keyed fingerprint.
+
+    Pseudonyms are derived under the workspace secret, so two workspaces
+    sharing a database would mix them. The fingerprint is an HMAC of a fixed
+    label under that secret: it tells workspaces apart and reveals nothing of
+    the secret.
+    """
+
+    __tablename__ = "workspace"
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
+
+    id: int = Field(
+        default=1, primary_key=True, sa_column_kwargs={"autoincrement": False}
+    )
+    fingerprint: str
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+def _code_point_order() -> None:
+    """Give every text column of these tables the code point collation."""
+    models = (IndexedFile, Job, Task, RowMatch, Outcome, Linkage, Witness)
+    for model in (*models, WorkspaceIdentity):
+        table: Table = model.__table__  # type: ignore[union-attr]
+        for column in table.columns:
+            if isinstance(column.type, AutoString | String):
+                column.type = CODE_POINT_TEXT
+
+
+_code_point_order()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
@@ -12,7 +11,7 @@ from exporter.errors import SettingsError
 from exporter.state import open_database
 from exporter.verify.check import ocr_reader, verify_export
 from exporter.verify.scan import Finding
-from exporter.workspace import ENV_DATABASE, resolve_root
+from exporter.workspace import open_workspace
 
 
 def verify_folder(
@@ -47,13 +46,8 @@ def workspace_database(workspace: Path | None, database_url: str | None) -> Engi
     Raises
     ------
     SettingsError
-        When there is no workspace there.
+        When there is no workspace there, its database holds no state, or the
+        database belongs to another workspace.
     """
-    root = resolve_root(workspace)
-    database_url = database_url or os.environ.get(ENV_DATABASE)
-    if database_url is None and not (root / "state.db").is_file():
-        raise SettingsError(
-            f"no workspace at {str(root)!r}: give the workspace the export was made "
-            "with (--workspace or EXPORTER_WORKSPACE)"
-        )
-    return open_database(database_url or f"sqlite:///{root / 'state.db'}")
+    ws = open_workspace(workspace, database_url, create=False)
+    return open_database(ws.database_url, ws.secret, create=False)

@@ -34,7 +34,9 @@ POLICIES = {
 
 @pytest.fixture(scope="module", params=sorted(POLICIES))
 def export(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    state_backend: str,
 ) -> tuple[Path, set[str]]:
     root = tmp_path_factory.mktemp("leaks")
     source = make_source(root / "source", seed=99, patients=3, studies_per_patient=2)

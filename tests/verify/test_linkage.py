@@ -17,7 +17,7 @@ from exporter.synthetic import SyntheticSource, make_source, write_manifest
 
 @pytest.fixture(scope="module")
 def made(
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: pytest.TempPathFactory, state_backend: str
 ) -> tuple[SyntheticSource, Path, Path]:
     root = tmp_path_factory.mktemp("linkage")
     source = make_source(root / "src", seed=41, patients=1, with_bad_files=False)

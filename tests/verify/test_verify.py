@@ -23,11 +23,12 @@ from exporter.synthetic import (
     write_manifest,
 )
 from exporter.verify.check import verify_export
+from exporter.workspace import open_workspace
 
 
 @pytest.fixture(scope="module")
 def made(
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: pytest.TempPathFactory, state_backend: str
 ) -> tuple[SyntheticSource, Path, Path]:
     """A clean export of two patients, and its workspace."""
     root = tmp_path_factory.mktemp("verify")
@@ -48,7 +49,7 @@ def export(made: tuple[SyntheticSource, Path, Path], tmp_path: Path) -> Path:
 
 
 def _findings(export: Path, ws: Path) -> list[str]:
-    engine = open_database(f"sqlite:///{ws / 'state.db'}")
+    engine = open_database(open_workspace(ws).database_url)
     return [str(f) for f in verify_export(export, engine)]
 
 
@@ -146,7 +147,7 @@ def test_each_kind_is_found_in_each_place(
 
 
 def _pseudonym(made: tuple[SyntheticSource, Path, Path], study: PlantedStudy) -> str:
-    engine = open_database(f"sqlite:///{made[2] / 'state.db'}")
+    engine = open_database(open_workspace(made[2]).database_url)
     from sqlmodel import Session, select
 
     from exporter.state import Linkage

@@ -17,6 +17,7 @@ from exporter.policy.profile import DEFAULT_OPTIONS
 from exporter.state import open_database
 from exporter.synthetic import make_source, write_manifest
 from exporter.verify.check import ocr_reader, verify_export
+from exporter.workspace import open_workspace
 
 
 def test_burned_in_name_is_read_and_reported(tmp_path: Path) -> None:
@@ -57,7 +58,7 @@ def test_burned_in_name_is_read_and_reported(tmp_path: Path) -> None:
     ds.PixelData = pixels.tobytes()
     ds.save_as(path)
 
-    engine = open_database(f"sqlite:///{ws / 'state.db'}")
+    engine = open_database(open_workspace(ws).database_url)
     findings = [str(f) for f in verify_export(planted, engine, (), ocr_reader())]
 
     assert any("pixel data, frame 1: name" in f for f in findings), findings

@@ -1,0 +1,1 @@
+"""Alembic revisions of the state database, run by ``open_database``."""
