@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from sqlalchemy.engine import make_url
 from typer.testing import CliRunner, Result
 
 from exporter import __version__
 from exporter.cli import app
+from exporter.state.db import shown_url
 from exporter.synthetic import (
     PlantedStudy,
     SyntheticSource,
@@ -600,6 +602,104 @@ class TestWorkspace:
         assert (where / "secret.key").is_file()
         made = {p.name for p in [*tmp_path.iterdir(), *cwd.iterdir()] if p.is_dir()}
         assert made == {"cwd", "export", expected}
+
+
+# A PostgreSQL state database ------------------------------------------------------
+
+# Accepted and ignored by the test server's trust authentication.
+DB_PASSWORD = "db-pw-never-shown"
+
+
+def with_password(url: str) -> str:
+    """``url`` with a password in it, as a user might give it."""
+    return make_url(url).set(password=DB_PASSWORD).render_as_string(False)
+
+
+class TestPostgresDatabase:
+    def test_run_verify_and_linkage_on_postgresql(
+        self,
+        tmp_path: Path,
+        clean_source: SyntheticSource,
+        postgres_database: str,
+        monkeypatch: pytest.MonkeyPatch,
+    ):
+        """--database-url (or the environment) serves run, verify and linkage."""
+        url = with_password(postgres_database)
+        manifest = _cohort(tmp_path, clean_source)
+        out, ws = tmp_path / "export", tmp_path / "ws"
+
+        database = ["--database-url", url]
+        ran = invoke(*run_args(manifest, clean_source.root, out, ws, *database))
+        verified = invoke("verify", out, "--workspace", ws, *database)
+        monkeypatch.setenv(ENV_DATABASE, url)
+        linkage = ["linkage", "export", "--out", tmp_path / "linkage.csv"]
+        acknowledged = "--i-understand-this-identifies-patients"
+        linked = invoke(*linkage, "--workspace", ws, acknowledged)
+
+        assert ran.exit_code == 0, ran.output
+        assert ran.stdout == expected_summary(out) + "\n"
+        assert not (ws / "state.db").exists()
+        assert verified.exit_code == 0, verified.output
+        assert "nothing identifying found" in verified.stdout
+        assert linked.exit_code == 0, linked.output
+        rows = list(csv.DictReader((tmp_path / "linkage.csv").open()))
+        assert {row["kind"] for row in rows} == {"patient", "uid", "date_offset"}
+        for result in (ran, verified, linked):
+            assert DB_PASSWORD not in result.output
+
+    def test_another_workspace_is_refused(
+        self, tmp_path: Path, clean_source: SyntheticSource, postgres_database: str
+    ):
+        """A database one workspace used is refused to another: one line, exit 1."""
+        url = with_password(postgres_database)
+        manifest = _cohort(tmp_path, clean_source)
+        database = ["-q", "--database-url", url]
+        first_ws, other = tmp_path / "ws1", tmp_path / "ws2"
+        root = clean_source.root
+        first = invoke(*run_args(manifest, root, tmp_path / "e1", first_ws, *database))
+
+        ran = invoke(*run_args(manifest, root, tmp_path / "e2", other, *database))
+        verified = invoke(
+            "verify", tmp_path / "e1", "--workspace", other, *database[1:]
+        )
+
+        assert first.exit_code == 0, first.output
+        expected = (
+            f"error: state database {shown_url(url)} belongs to another workspace "
+            "(made with another secret): pseudonyms would mix. Give this workspace "
+            "its own database (--database-url or EXPORTER_DATABASE_URL), or use the "
+            "workspace that database belongs to"
+        )
+        for result in (ran, verified):
+            assert result.exit_code == 1
+            # After the note that the new workspace was created, for run.
+            assert squeezed(result.stderr).endswith(squeezed(expected))
+            assert result.stderr.count("error:") == 1
+            assert DB_PASSWORD not in result.output
+        assert not (tmp_path / "e2").exists()
+
+    def test_an_unreachable_database_is_one_line(
+        self, tmp_path: Path, clean_source: SyntheticSource
+    ):
+        """No server at the URL: exit 1, one line naming it without the password."""
+        pytest.importorskip("psycopg")
+        url = f"postgresql+psycopg://u:{DB_PASSWORD}@127.0.0.1:9/state"
+        manifest = _cohort(tmp_path, clean_source)
+
+        database = ["-q", "--database-url", url]
+        ws = tmp_path / "ws"
+        result = invoke(
+            *run_args(manifest, clean_source.root, tmp_path / "e", ws, *database)
+        )
+
+        assert result.exit_code == 1
+        assert squeezed(result.stderr).startswith(
+            squeezed(
+                "error: cannot open the state database "
+                "postgresql+psycopg://u@127.0.0.1:9/state: connection failed"
+            )
+        )
+        assert DB_PASSWORD not in result.output
 
 
 # Nothing identifying on the terminal --------------------------------------------
