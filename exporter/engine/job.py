@@ -12,8 +12,9 @@ import hashlib
 import json
 import logging
 import shutil
+import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
@@ -21,14 +22,23 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pydicom
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from exporter import __version__
 from exporter.catalog import SCHEMA_VERSION, TABLES, merge_parts
 from exporter.cohort import Manifest, read_manifest
+from exporter.engine.claims import (
+    HEARTBEAT,
+    claim,
+    held_elsewhere,
+    release,
+    renew,
+    runner_id,
+)
 from exporter.engine.executors import DEFAULT_DASHBOARD, Pool, check_cluster, open_pool
 from exporter.engine.files import sweep_partial
 from exporter.engine.worker import (
@@ -198,6 +208,11 @@ def _plan(session: Session, job: Job, manifest: Manifest, source: Source) -> int
     in silence), and a finished study whose instance count changed is redone.
     Returns how many studies were added or reopened.
     """
+    # One planner at a time: this update holds the job's row (PostgreSQL) or
+    # the database's write lock (SQLite) until the commit below, so two runs
+    # starting together never add a study twice.
+    session.commit()
+    session.exec(update(Job).where(col(Job.id) == job.id).values(state=Job.state))
     tasks = {
         t.study_uid: t for t in session.exec(select(Task).where(Task.job_id == job.id))
     }
@@ -278,6 +293,7 @@ def _record(engine: Engine, job_id: str, result: StudyResult) -> None:
         task.failed = result.failed
         task.bytes_out = result.bytes_out
         task.pixels_cleaned = result.pixels_cleaned
+        task.claimed_by = task.claimed_until = None
         session.add(task)
         session.commit()
 
@@ -295,12 +311,17 @@ def _shards(task: StudyTask) -> list[StudyTask]:
 
 
 def _execute(
-    tasks: Iterable[StudyTask], pool: Pool, on_result: Callable[[StudyResult], None]
+    tasks: Iterable[StudyTask],
+    pool: Pool,
+    on_result: Callable[[StudyResult], None],
+    heartbeat: Callable[[], None] = lambda: None,
 ) -> None:
     """Run every study, shard by shard, and report each study once it is whole.
 
     Studies are read from ``tasks`` only as workers need them, and forgotten
     once recorded: memory holds the studies in flight, not the cohort.
+    ``heartbeat`` is called at least every ``HEARTBEAT`` while shards run on
+    workers (and between shards run here), to renew the claims.
     """
     by_id: dict[int, StudyTask] = {}
     expected: dict[int, int] = {}
@@ -333,11 +354,19 @@ def _execute(
     if pool.executor is None:
         for shard in shards:
             collect(_guarded(shard, export_shard))
+            heartbeat()
         return
     pending: dict[Future[StudyResult], StudyTask] = {}
 
     def drain() -> None:
-        done, _ = wait(pending, return_when=FIRST_COMPLETED)
+        done: set[Future[StudyResult]] = set()
+        while not done:
+            done, _ = wait(
+                pending,
+                timeout=HEARTBEAT.total_seconds(),
+                return_when=FIRST_COMPLETED,
+            )
+            heartbeat()
         for future in done:
             shard = pending.pop(future)
             collect(_guarded(shard, _Finished(future)))
@@ -420,6 +449,50 @@ def _guarded(shard: StudyTask, run: Callable[[StudyTask], StudyResult]) -> Study
             shard=shard.shard,
             outcomes=[(item, "failed", reason, None) for item in shard.items],
         )
+
+
+# How often a run waiting for studies another run holds looks again.
+WAIT_SECONDS = 2.0
+
+
+def _waiting_for(
+    engine: Engine,
+    session: Session,
+    job_id: str,
+    attempted: set[int],
+    me: str,
+    progress: Progress,
+) -> list[Task]:
+    """The pending studies this run has not tried yet, once it may claim them.
+
+    Studies another live run holds are waited for (their claim ends when that
+    run records them, stops, or its lease runs out), so that this run ends
+    with the whole job done and its catalogs complete. Returns an empty list
+    when nothing is left for this run.
+    """
+    noted = False
+    while True:
+        session.expire_all()
+        left = [
+            t
+            for t in session.exec(
+                select(Task)
+                .where(Task.job_id == job_id, Task.state == "pending")
+                .order_by(col(Task.ordinal))
+            ).all()
+            if (t.id or 0) not in attempted
+        ]
+        held = held_elsewhere(engine, left, me)
+        if len(held) < len(left):
+            return [t for t in left if t not in held]
+        if not left:
+            return []
+        if not noted:
+            progress.note(
+                f"waiting for {len(held)} studies another run of this job is exporting"
+            )
+            noted = True
+        time.sleep(WAIT_SECONDS)
 
 
 def _lost_cluster(exc: Exception) -> bool:
@@ -659,6 +732,7 @@ def run_job(request: RunRequest, progress: Progress | None = None) -> JobSummary
     manifest = read_manifest(request.manifest)
     recipe, options = _recipe(request)
     check_source(request.source, request.network)
+    check_cluster(request.cluster)
     ws = open_workspace(root, request.database_url)
     if ws.created:
         progress.note(
@@ -686,7 +760,12 @@ def run_job(request: RunRequest, progress: Progress | None = None) -> JobSummary
                 recipe_digest=recipe.digest,
             )
             session.add(job)
-            session.commit()
+            try:
+                session.commit()
+            except IntegrityError:  # another run of the same job made it first
+                session.rollback()
+                job = session.get(Job, job_id)
+                assert job is not None
         _plan(session, job, manifest, source)
         missing = _reopen_incomplete(session, job_id, ws.job_dir(job_id), out)
         if missing:
@@ -729,20 +808,45 @@ def run_job(request: RunRequest, progress: Progress | None = None) -> JobSummary
                 missing=got.missing,
             )
 
-        studies = (study_task(t) for t in pending)
+        me = runner_id()
+        attempted: set[int] = set()  # by this run: a short study waits for the next
+        in_flight: set[int] = set()
+        renewed = [time.monotonic()]
+
+        def claimed(tasks: Sequence[Task]) -> Iterator[StudyTask]:
+            for t in tasks:
+                # Another run of this job may hold the study: skip it then.
+                if claim(engine, t.id or 0, me):
+                    logger.debug("claimed study %d of job %s", t.ordinal, job_id)
+                    attempted.add(t.id or 0)
+                    in_flight.add(t.id or 0)
+                    yield study_task(t)
+
+        def heartbeat() -> None:
+            if time.monotonic() - renewed[0] >= HEARTBEAT.total_seconds() / 2:
+                renew(engine, in_flight, me)
+                renewed[0] = time.monotonic()
+
         progress.start(len(pending))
 
         def on_result(result: StudyResult) -> None:
             shutil.rmtree(spool / f"{ordinals[result.task_id]:08d}", ignore_errors=True)
             _record(engine, job_id, result)
+            in_flight.discard(result.task_id)
             progress.advance(
                 result.exported + result.quarantined + result.failed, result.bytes_out
             )
 
         try:
             with open_pool(request.workers, request.cluster, request.dashboard) as pool:
-                _execute(studies, pool, on_result)
+                while pending:
+                    _execute(claimed(pending), pool, on_result, heartbeat)
+                    pending = _waiting_for(
+                        engine, session, job_id, attempted, me, progress
+                    )
+                    ordinals.update({t.id or 0: t.ordinal for t in pending})
         finally:
+            release(engine, in_flight, me)
             progress.stop()
         session.expire_all()
         _finalize(session, job, ws, out, recipe, options, summary)
