@@ -23,6 +23,7 @@ corpus folder that holds a different number of files than ``--count``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import dataclasses
 import datetime as dt
@@ -39,7 +40,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -180,6 +181,14 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=[1, 2],
         metavar="N[,N...]",
         help="worker counts to run the exporter with (default: 1,2)",
+    )
+    parser.add_argument(
+        "--dask-workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run on a Dask cluster of N single-threaded workers on loopback, "
+        "started once for the benchmark (0: skip; default: %(default)s)",
     )
     parser.add_argument(
         "--repeat",
@@ -388,7 +397,12 @@ def _tail(path: Path, lines: int = 5) -> str:
 
 
 def exporter_once(
-    corpus: Corpus, manifest: Path, workers: int, out: Path, workspace: Path
+    corpus: Corpus,
+    manifest: Path,
+    workers: int,
+    out: Path,
+    workspace: Path,
+    cluster: str | None = None,
 ) -> Sample:
     """Run the exporter CLI into the new folder ``out``, check it, then delete it.
 
@@ -401,6 +415,8 @@ def exporter_once(
         "--source", str(corpus.folder), "--out", str(out),
         "--workspace", str(workspace), "--workers", str(workers), "--quiet",
     ]  # fmt: skip
+    if cluster is not None:
+        command += ["--cluster", cluster]
     log_stem = out.parent / f"{out.name}-log"
     run = _run_child(command, log_stem)
     exported = len(list(out.rglob("*.dcm"))) if out.exists() else 0
@@ -430,14 +446,20 @@ def exporter_once(
 
 
 def exporter_pair(
-    corpus: Corpus, manifest: Path, workers: int, folder: Path
+    corpus: Corpus,
+    manifest: Path,
+    workers: int,
+    folder: Path,
+    cluster: str | None = None,
 ) -> tuple[Sample, Sample]:
     """A cold run (new workspace), then a run that reuses the workspace's index."""
     _fresh(folder)
     workspace = folder / "workspace"
-    cold = exporter_once(corpus, manifest, workers, folder / "out-cold", workspace)
+    cold = exporter_once(
+        corpus, manifest, workers, folder / "out-cold", workspace, cluster
+    )
     indexed = exporter_once(
-        corpus, manifest, workers, folder / "out-indexed", workspace
+        corpus, manifest, workers, folder / "out-indexed", workspace, cluster
     )
     return cold, indexed
 
@@ -468,6 +490,30 @@ def measure(
 ) -> tuple[list[Measurement], Measurement]:
     """Run every round; return the table rows and the start-up measurement."""
     scratch: Path = args.scratch
+    with _dask_cluster(scratch / "dask", args.dask_workers) as cluster:
+        return _rounds(corpus, manifest, args, cluster)
+
+
+@contextlib.contextmanager
+def _dask_cluster(folder: Path, workers: int) -> Iterator[Any]:
+    """The tests' throwaway Dask cluster on loopback, or None for 0 workers."""
+    if workers < 1:
+        yield None
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "engine"))
+    import dask_cluster
+
+    cluster = dask_cluster.start(_fresh(folder), workers)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def _rounds(
+    corpus: Corpus, manifest: Path, args: argparse.Namespace, cluster: Any
+) -> tuple[list[Measurement], Measurement]:
+    scratch: Path = args.scratch
     logs = _fresh(scratch / "logs")
     runs = _fresh(scratch / "runs")
     samples: dict[tuple[str, int], list[Sample]] = defaultdict(list)
@@ -486,6 +532,12 @@ def measure(
             line += (
                 f"; workers {workers}: {cold.seconds:.2f} s, {indexed.seconds:.2f} s"
             )
+        if cluster is not None:
+            folder = runs / f"round-{number}-dask"
+            cold, indexed = exporter_pair(corpus, manifest, 1, folder, cluster.address)
+            samples["dask cold", args.dask_workers].append(cold)
+            samples["dask indexed", args.dask_workers].append(indexed)
+            line += f"; dask: {cold.seconds:.2f} s, {indexed.seconds:.2f} s"
         print(line, flush=True)
 
     rows = {key: _summarize(*key, runs, corpus) for key, runs in samples.items()}
@@ -644,6 +696,24 @@ def format_table(rows: Sequence[Measurement], floor: Measurement) -> str:
     return "\n".join(lines)
 
 
+def format_scaling(rows: Sequence[Measurement]) -> str:
+    """Each indexed run's speed-up over one local worker, and per worker."""
+    base = next(
+        (r for r in rows if r.scenario == "exporter indexed" and r.workers == 1), None
+    )
+    if base is None:
+        return ""
+    lines = ["\nscaling of indexed runs (inst/s over 1 local worker):"]
+    for row in rows:
+        if row.scenario.endswith("indexed") and row is not base:
+            ratio = row.instances_per_s / base.instances_per_s
+            lines.append(
+                f"  {row.scenario:<18} {row.workers} workers: {ratio:.2f}x "
+                f"({ratio / row.workers:.2f} per worker)"
+            )
+    return "\n".join(lines)
+
+
 def _machine() -> dict[str, Any]:
     """The facts about this machine and its software that the numbers depend on."""
     return {
@@ -706,6 +776,7 @@ def _run(args: argparse.Namespace) -> int:
         f"\n{_STARTUP} (python -m exporter --version), median of {args.repeat}: "
         f"{startup.seconds:.2f} s; every exporter row includes it"
     )
+    print(format_scaling(rows))
     profile = None
     if args.profile:
         profile = profile_worker(corpus, args.profile_files, args.scratch)

@@ -230,7 +230,7 @@ def run(
             help="Run the work on a Dask cluster: tcp://SCHEDULER:PORT (or tls://), "
             "or local:N to start N local Dask workers. Workers must see the "
             "source, export and workspace at the same paths.",
-            show_default="a local process pool of --workers",
+            show_default="$EXPORTER_CLUSTER, else a local pool of --workers",
         ),
     ] = None,
     dashboard_address: Annotated[

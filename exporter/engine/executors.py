@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import re
 from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -28,6 +29,8 @@ from exporter.errors import SettingsError
 
 logger = logging.getLogger(__name__)
 
+# The cluster to use when none is given (``exporter run --cluster`` wins).
+ENV_CLUSTER = "EXPORTER_CLUSTER"
 # Dask's own listeners and dashboard on loopback unless told otherwise.
 DEFAULT_DASHBOARD = "127.0.0.1:0"
 _LOCAL = re.compile(r"local:(\d+)")
@@ -95,7 +98,8 @@ def open_pool(
         Local worker processes when there is no ``cluster``; 1 runs shards in
         this process.
     cluster
-        ``local:N`` starts a Dask LocalCluster of N single-threaded worker
+        ``None`` takes ``$EXPORTER_CLUSTER`` when set. ``local:N`` starts a
+        Dask LocalCluster of N single-threaded worker
         processes on loopback for this job; ``tcp://HOST:PORT`` or
         ``tls://HOST:PORT`` connects to a running Dask scheduler.
     dashboard
@@ -108,6 +112,7 @@ def open_pool(
         When the cluster value is malformed, the ``cluster`` extra is
         missing, or the scheduler cannot be reached.
     """
+    cluster = cluster or os.environ.get(ENV_CLUSTER) or None
     check_cluster(cluster)
     if cluster is None:
         if workers <= 1:

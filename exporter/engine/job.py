@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import time
 from collections import Counter, defaultdict
@@ -39,7 +40,13 @@ from exporter.engine.claims import (
     renew,
     runner_id,
 )
-from exporter.engine.executors import DEFAULT_DASHBOARD, Pool, check_cluster, open_pool
+from exporter.engine.executors import (
+    DEFAULT_DASHBOARD,
+    ENV_CLUSTER,
+    Pool,
+    check_cluster,
+    open_pool,
+)
 from exporter.engine.files import sweep_partial
 from exporter.engine.worker import (
     StudyResult,
@@ -732,7 +739,7 @@ def run_job(request: RunRequest, progress: Progress | None = None) -> JobSummary
     manifest = read_manifest(request.manifest)
     recipe, options = _recipe(request)
     check_source(request.source, request.network)
-    check_cluster(request.cluster)
+    check_cluster(request.cluster or os.environ.get(ENV_CLUSTER) or None)
     ws = open_workspace(root, request.database_url)
     if ws.created:
         progress.note(

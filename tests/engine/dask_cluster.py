@@ -67,6 +67,7 @@ def available() -> bool:
 
 def start(root: Path, workers: int = 2) -> DaskCluster:
     """Start a scheduler and ``workers`` single-threaded workers under ``root``."""
+    root = root.resolve()
     root.mkdir(parents=True, exist_ok=True)
     address_file = root / "scheduler.json"
     address_file.unlink(missing_ok=True)
