@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +36,15 @@ def needles_from(engine: Engine, retained: Iterable[str] = ()) -> Scoped:
 
 
 def ocr_reader() -> ReadText | None:
-    """RapidOCR's line reader, or None when the pixels extra is not installed."""
-    try:
-        from exporter.pixels.ocr import MissingExtra, _engine, ocr_text
+    """RapidOCR's line reader, or None when the pixels extra is not installed.
 
-        _engine()
-    except (ImportError, MissingExtra):
+    The engine (1.5 s to load its models) is made on the first image read,
+    so an export with no image to read does not pay for it.
+    """
+    if any(find_spec(name) is None for name in ("rapidocr", "onnxruntime")):
         return None
+    from exporter.pixels.ocr import ocr_text
+
     return ocr_text
 
 
