@@ -26,7 +26,7 @@ from runs import (
 )
 
 from exporter.cli import app
-from exporter.engine.executors import check_cluster, open_pool
+from exporter.engine.executors import ENV_CLUSTER, check_cluster, open_pool
 from exporter.engine.job import RunRequest, run_job
 from exporter.errors import SettingsError
 from exporter.synthetic import make_source, write_manifest
@@ -69,8 +69,11 @@ def _files(out: Path) -> dict[str, bytes]:
     }
 
 
-def test_a_local_cluster_gives_the_local_pools_export(tmp_path: Path) -> None:
+def test_a_local_cluster_gives_the_local_pools_export(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """--cluster local:2 and --workers 2: byte-identical exports, quarantine too."""
+    monkeypatch.delenv(ENV_CLUSTER, raising=False)
     source = make_source(tmp_path / "src", seed=3, patients=3, with_bad_files=True)
     rows = [
         {"PatientID": p} for p in sorted({s.patient.patient_id for s in source.studies})
@@ -209,8 +212,9 @@ def _closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_the_pool_reports_its_slots() -> None:
+def test_the_pool_reports_its_slots(monkeypatch: pytest.MonkeyPatch) -> None:
     """A local pool runs --workers shards at a time; one worker runs inline."""
+    monkeypatch.delenv(ENV_CLUSTER, raising=False)
     with open_pool(1) as inline:
         assert inline.executor is None and inline.slots == 1
     with open_pool(2) as pool:
