@@ -102,25 +102,22 @@ def claim(engine: Engine, task_id: int, me: str) -> bool:
 
 def renew(engine: Engine, task_ids: Iterable[int], me: str) -> None:
     """Extend the leases ``me`` holds on ``task_ids``."""
-    ids = list(task_ids)
-    if not ids:
-        return
-    with Session(engine) as session:
-        session.exec(
-            update(Task)
-            .where(col(Task.id).in_(ids), col(Task.claimed_by) == me)
-            .values(claimed_until=_now() + LEASE)
-        )
-        session.commit()
-
-
-def held_elsewhere(engine: Engine, tasks: Iterable[Task], me: str) -> list[Task]:
-    """The ``tasks`` another live run holds a lease on right now."""
-    return [t for t in tasks if not free(t.claimed_by, t.claimed_until, me)]
+    _set_claims(engine, task_ids, me, me, _now() + LEASE)
 
 
 def release(engine: Engine, task_ids: Iterable[int], me: str) -> None:
     """Give up the claims ``me`` holds on ``task_ids`` (a run that stops early)."""
+    _set_claims(engine, task_ids, me, None, None)
+
+
+def _set_claims(
+    engine: Engine,
+    task_ids: Iterable[int],
+    me: str,
+    claimer: str | None,
+    until: datetime | None,
+) -> None:
+    """Set the claim of those of ``task_ids`` that ``me`` holds."""
     ids = list(task_ids)
     if not ids:
         return
@@ -128,6 +125,11 @@ def release(engine: Engine, task_ids: Iterable[int], me: str) -> None:
         session.exec(
             update(Task)
             .where(col(Task.id).in_(ids), col(Task.claimed_by) == me)
-            .values(claimed_by=None, claimed_until=None)
+            .values(claimed_by=claimer, claimed_until=until)
         )
         session.commit()
+
+
+def held_elsewhere(tasks: Iterable[Task], me: str) -> list[Task]:
+    """The ``tasks`` another live run holds a lease on right now."""
+    return [t for t in tasks if not free(t.claimed_by, t.claimed_until, me)]

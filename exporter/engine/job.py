@@ -489,7 +489,7 @@ def _waiting_for(
             ).all()
             if (t.id or 0) not in attempted
         ]
-        held = held_elsewhere(engine, left, me)
+        held = held_elsewhere(left, me)
         if len(held) < len(left):
             return [t for t in left if t not in held]
         if not left:

@@ -6,7 +6,10 @@ is made again for each backend.
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
+from runs import Corpus, build_corpus
 
 # Their runs are processes of their own, started without --database-url and
 # read back through state.db: a PostgreSQL pass would repeat the SQLite one.
@@ -31,3 +34,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="module", autouse=True)
 def each_state_backend(drop_state_databases: None) -> None:
     """Run this folder's tests once per state backend."""
+
+
+@pytest.fixture(scope="module")
+def corpus(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Corpus:
+    """The corpus of the runs in processes of their own (runs.py), with the
+    export one uninterrupted run makes of it; one per module."""
+    return build_corpus(tmp_path_factory.mktemp(request.module.__name__))
+
+
+@pytest.fixture
+def fresh(corpus: Corpus) -> Corpus:
+    """The corpus with no export folder left by an earlier test."""
+    shutil.rmtree(corpus.out, ignore_errors=True)
+    return corpus

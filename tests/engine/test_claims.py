@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from runs import Corpus, assert_complete, build_corpus, child_env, snapshot
+from runs import Corpus, assert_complete, child_env, snapshot
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -158,12 +158,6 @@ def test_free(claimer: str | None, until: datetime | None, expected: bool) -> No
 
 
 # Two runs of one job at once ----------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
-    """The resume tests' corpus with its reference export."""
-    return build_corpus(tmp_path_factory.mktemp("claims"))
 
 
 def test_two_runs_of_one_job_share_it(corpus: Corpus, state_backend: str) -> None:

@@ -4,7 +4,6 @@ when a worker or the coordinating run is killed part way."""
 from __future__ import annotations
 
 import random
-import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -18,7 +17,6 @@ import dask_cluster
 from runs import (
     Corpus,
     assert_complete,
-    build_corpus,
     finish,
     has_dicom,
     kill_when,
@@ -46,19 +44,6 @@ def cluster(
         yield running
     finally:
         running.stop()
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
-    """The resume tests' corpus; its reference export made on the local pool."""
-    return build_corpus(tmp_path_factory.mktemp("on-cluster"))
-
-
-@pytest.fixture
-def fresh(corpus: Corpus) -> Corpus:
-    """The corpus with no export folder left by an earlier test."""
-    shutil.rmtree(corpus.out, ignore_errors=True)
-    return corpus
 
 
 def _files(out: Path) -> dict[str, bytes]:

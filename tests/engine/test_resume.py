@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import time
 
-import pytest
 from runs import (
     POLL_SECONDS,
     RUN_TIMEOUT,
     START_TIMEOUT,
     Corpus,
     assert_complete,
-    build_corpus,
     finish,
     has_dicom,
     kill_when,
@@ -22,20 +19,6 @@ from runs import (
     start,
     tasks_done,
 )
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
-    """The corpus, with a reference export made by one uninterrupted run."""
-    return build_corpus(tmp_path_factory.mktemp("resume"))
-
-
-@pytest.fixture
-def fresh(corpus: Corpus) -> Corpus:
-    """The corpus with no export folder left by an earlier test."""
-    shutil.rmtree(corpus.out, ignore_errors=True)
-    return corpus
-
 
 # Tests -------------------------------------------------------------------------
 
