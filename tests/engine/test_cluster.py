@@ -4,6 +4,7 @@ when a worker or the coordinating run is killed part way."""
 from __future__ import annotations
 
 import random
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -204,3 +205,45 @@ def test_the_pool_reports_its_slots(monkeypatch: pytest.MonkeyPatch) -> None:
         assert inline.executor is None and inline.slots == 1
     with open_pool(2) as pool:
         assert pool.executor is not None and pool.slots == 2
+
+
+def test_workers_never_log_source_values(tmp_path: Path) -> None:
+    """pydicom's warnings quote values (an invalid UID here); on Dask workers,
+    which the CLI's logging setup does not reach, they stay silent too."""
+    import subprocess
+    import sys
+
+    from pydicom.data import get_testdata_file
+
+    (tmp_path / "src").mkdir()
+    shutil.copy(get_testdata_file("rtdose.dcm"), tmp_path / "src" / "dose.dcm")
+    bad_uid = "1.2.123.456.78.9.0123.4567.89012345678901"
+    assert bad_uid.encode() in (tmp_path / "src" / "dose.dcm").read_bytes()
+    import pydicom
+
+    patient = str(pydicom.dcmread(tmp_path / "src" / "dose.dcm").PatientID)
+    manifest = write_manifest(tmp_path / "m.csv", [{"PatientID": patient}])
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "run",
+            str(manifest),
+            "--source",
+            str(tmp_path / "src"),
+            "--out",
+            str(tmp_path / "out"),
+            "--workspace",
+            str(tmp_path / "ws"),
+            "--cluster",
+            "local:1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode in (0, 3), done.stderr
+    assert list((tmp_path / "out").rglob("*.dcm")), done.stderr
+    assert bad_uid not in done.stderr + done.stdout
