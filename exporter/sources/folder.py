@@ -4,6 +4,8 @@
 changed file into the :class:`~exporter.state.models.IndexedFile` table; the
 other methods answer from that table alone. A file the exporter cannot use
 keeps a row with a skip reason, so every file under the folder is accounted for.
+Headers are stepped through by a quick walk that hands pydicom only the values
+the index needs; a file the walk does not take is read by pydicom itself.
 
 Paths may hold patient names, so this module logs them at DEBUG only; INFO and
 above carry counts.
@@ -11,22 +13,49 @@ above carry counts.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import stat
+import struct
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, NamedTuple, cast
 
 import pydicom
-from pydicom.dataset import Dataset, FileDataset
+import pydicom.uid
+from pydicom import config as pydicom_config
+from pydicom.charset import convert_encodings, default_encoding
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import (
+    RawDataElement,
+    convert_raw_data_element,
+    empty_value_for_VR,
+)
+from pydicom.dataset import FileDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag, Tag
-from sqlalchemy import ColumnElement, delete, distinct, func, insert, select, update
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ImplicitVRLittleEndian,
+)
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
+from sqlalchemy import (
+    Select,
+    bindparam,
+    delete,
+    distinct,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import Engine
 from sqlmodel import col
 
@@ -147,12 +176,12 @@ class FolderSource:
         # Walk and the index are both in path order: merge them.
         for entry in _walk(self._root):
             seen += 1
-            while row is not None and row["path"] < entry.path:
-                writer.delete(row["path"])
+            while row is not None and row.path < entry.path:
+                writer.delete(row.path)
                 removed += 1
                 row = next(known, None)
 
-            if row is not None and row["path"] == entry.path:
+            if row is not None and row.path == entry.path:
                 if _unchanged(row, entry):
                     reused += 1
                 else:
@@ -168,12 +197,12 @@ class FolderSource:
 
         # Rows past the last file belong to files that are gone.
         while row is not None:
-            writer.delete(row["path"])
+            writer.delete(row.path)
             removed += 1
             row = next(known, None)
         writer.flush()
 
-        duplicates = self._mark_duplicates()
+        self._mark_duplicates()
         skipped = self._skip_counts()
         logger.info(
             "scanned folder: %d files seen, %d read, %d unchanged, %d gone, "
@@ -183,7 +212,7 @@ class FolderSource:
             reused,
             removed,
             sum(skipped.values()),
-            duplicates,
+            skipped.get(DUPLICATE, 0),
         )
         return ScanReport(
             files_seen=seen,
@@ -216,35 +245,12 @@ class FolderSource:
         ValueError
             If the selection has none of the three keys.
         """
-        usable = self._usable()
-        matched = select(col(IndexedFile.study_uid)).where(usable, _key(selection))
-        in_matched = col(IndexedFile.study_uid).in_(matched.scalar_subquery())
-
-        # One row per distinct (study, patient, date, modality), with file counts.
-        combos = select(
-            col(IndexedFile.study_uid),
-            col(IndexedFile.patient_id),
-            col(IndexedFile.study_date),
-            col(IndexedFile.modality),
-            func.count(),
-        ).where(usable, in_matched)
-        combos = combos.group_by(
-            col(IndexedFile.study_uid),
-            col(IndexedFile.patient_id),
-            col(IndexedFile.study_date),
-            col(IndexedFile.modality),
-        )
-        counts = (
-            select(
-                col(IndexedFile.study_uid),
-                func.count(distinct(col(IndexedFile.sop_uid))),
-            )
-            .where(usable, in_matched)
-            .group_by(col(IndexedFile.study_uid))
-        )
+        column, value = _key(selection)
+        combos, counts = _find_queries(column)
+        values = {"root": self._root, "key": value}
         with self._engine.connect() as connection:
-            combo_rows = connection.execute(combos).all()
-            instances = {uid: n for uid, n in connection.execute(counts).all()}
+            combo_rows = connection.execute(combos, values).all()
+            instances = {uid: n for uid, n in connection.execute(counts, values)}
 
         # Narrow by date and modality.
         found = []
@@ -284,13 +290,9 @@ class FolderSource:
         list of InstanceRef
             ``item`` is the absolute file path.
         """
-        query = (
-            select(col(IndexedFile.path), col(IndexedFile.sop_uid))
-            .where(self._usable(), col(IndexedFile.study_uid) == study_uid)
-            .order_by(col(IndexedFile.path))
-        )
+        values = {"root": self._root, "study": study_uid}
         with self._engine.connect() as connection:
-            rows = connection.execute(query).all()
+            rows = connection.execute(_INSTANCES, values).all()
 
         # The scan marks duplicates; this also holds after an interrupted scan.
         refs = []
@@ -321,18 +323,7 @@ class FolderSource:
             rows = connection.execute(query).all()
         return [(path, reason or "") for path, reason in rows]
 
-    def _usable(self) -> ColumnElement[bool]:
-        """The condition for an indexed, not skipped file under this folder."""
-        return self._in_folder() & col(IndexedFile.skip_reason).is_(None)
-
-    def _in_folder(self) -> ColumnElement[bool]:
-        """The condition for a row of this folder, kept off the root index."""
-        # Without ANALYZE statistics SQLite picks the root index, which reads
-        # every row of the folder, over the index of a key, study or path
-        # range; 'root || ""' cannot use it.
-        return col(IndexedFile.root).concat("") == self._root
-
-    def _known_rows(self) -> Iterator[Row]:
+    def _known_rows(self) -> Iterator[_Known]:
         """Yield this folder's index rows in path order, a page at a time."""
         # Paging by key, not one open cursor: the scan writes between pages,
         # and every path it writes sorts before the next page. The folder's
@@ -350,24 +341,24 @@ class FolderSource:
                 .where(
                     col(IndexedFile.path) > last,
                     col(IndexedFile.path) < end,
-                    self._in_folder(),
+                    col(IndexedFile.root).concat("") == self._root,  # see _IN_FOLDER
                 )
                 .order_by(col(IndexedFile.path))
                 .limit(_PAGE)
             )
             with self._engine.connect() as connection:
-                page = [dict(row._mapping) for row in connection.execute(query)]
+                page = [_Known(*row) for row in connection.execute(query)]
 
             # The merge in scan() compares paths as Python does, by code point,
             # like SQLite's BINARY collation; a locale collation would make it
             # drop rows of files that exist.
             for row in page:
-                if row["path"] <= last:
+                if row.path <= last:
                     raise SourceError(
                         "the state database sorts file paths by another rule than "
                         "code point order; use SQLite or a binary ('C') collation"
                     )
-                last = row["path"]
+                last = row.path
                 yield row
             if len(page) < _PAGE:
                 return
@@ -390,46 +381,42 @@ class FolderSource:
             logger.debug("%s: skipped, %s", entry.path, row["skip_reason"])
         return row
 
-    def _mark_duplicates(self) -> int:
+    def _mark_duplicates(self) -> None:
         """Mark all but the first file (by path) of each SOPInstanceUID."""
         # The whole folder is read here, so the root index is the right one.
-        usable = (col(IndexedFile.root) == self._root) & col(
-            IndexedFile.skip_reason
-        ).is_(None)
+        # Only rows whose mark is wrong are written: a scan that changed
+        # nothing writes nothing.
+        reason = col(IndexedFile.skip_reason)
+        candidate = (col(IndexedFile.root) == self._root) & or_(
+            reason.is_(None), reason == DUPLICATE
+        )
+        # SOPInstanceUIDs with several files, or with a mark left over.
         repeated = (
             select(col(IndexedFile.sop_uid))
-            .where(usable)
+            .where(candidate)
             .group_by(col(IndexedFile.sop_uid))
-            .having(func.count() > 1)
+            .having(or_(func.count() > 1, func.max(reason).is_not(None)))
+        )
+        rows = (
+            select(col(IndexedFile.path), col(IndexedFile.sop_uid), reason)
+            .where(candidate, col(IndexedFile.sop_uid).in_(repeated.scalar_subquery()))
+            .order_by(col(IndexedFile.sop_uid), col(IndexedFile.path))
         )
         with self._engine.begin() as connection:
-            connection.execute(
-                update(IndexedFile)
-                .where(
-                    col(IndexedFile.root) == self._root,
-                    col(IndexedFile.skip_reason) == DUPLICATE,
-                )
-                .values(skip_reason=None)
-            )
-            rows = connection.execute(
-                select(col(IndexedFile.path), col(IndexedFile.sop_uid))
-                .where(usable, col(IndexedFile.sop_uid).in_(repeated.scalar_subquery()))
-                .order_by(col(IndexedFile.sop_uid), col(IndexedFile.path))
-            ).all()
-
-            extra = []
+            marks: list[str] = []
+            clears: list[str] = []
             previous = None
-            for path, sop_uid in rows:
-                if sop_uid == previous:
-                    extra.append(path)
+            for path, sop_uid, marked in connection.execute(rows):
+                if (sop_uid == previous) != (marked == DUPLICATE):
+                    (marks if sop_uid == previous else clears).append(path)
                 previous = sop_uid
-            for chunk in _chunks(extra, _BATCH):
-                connection.execute(
-                    update(IndexedFile)
-                    .where(col(IndexedFile.path).in_(chunk))
-                    .values(skip_reason=DUPLICATE)
-                )
-        return len(extra)
+            for paths, value in ((marks, DUPLICATE), (clears, None)):
+                for chunk in _chunks(paths, _BATCH):
+                    connection.execute(
+                        update(IndexedFile)
+                        .where(col(IndexedFile.path).in_(chunk))
+                        .values(skip_reason=value)
+                    )
 
     def _skip_counts(self) -> dict[str, int]:
         """Count this folder's skipped files by reason."""
@@ -466,6 +453,15 @@ def _gather(rows: Iterable[Any]) -> dict[str, _Study]:
         if modality is not None:
             study.modalities.add(modality)
     return studies
+
+
+class _Known(NamedTuple):
+    """What the index holds of a file, enough to tell whether it changed."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    skip_reason: str | None
 
 
 @dataclass(frozen=True)
@@ -629,12 +625,12 @@ def _storable(name: str) -> tuple[str, str | None]:
     return name, None
 
 
-def _unchanged(row: Row, entry: _Entry) -> bool:
+def _unchanged(row: _Known, entry: _Entry) -> bool:
     """Say whether an index row still describes the file, so need not be reread."""
     # A file the OS refused may be readable now, without a new mtime.
-    if entry.problem is not None or (row["skip_reason"] or "").startswith(UNREADABLE):
+    if entry.problem is not None or (row.skip_reason or "").startswith(UNREADABLE):
         return False
-    return bool(row["size"] == entry.size and row["mtime_ns"] == entry.mtime_ns)
+    return row.size == entry.size and row.mtime_ns == entry.mtime_ns
 
 
 def _read_header(path: str, size: int) -> Row:
@@ -645,6 +641,10 @@ def _read_header(path: str, size: int) -> Row:
         with open(path, "rb") as file, warnings.catch_warnings():
             # pydicom's warnings about malformed values quote the values.
             warnings.simplefilter("ignore")
+            row = _quick_parse(file, size)
+            if row is not None:
+                return row
+            file.seek(0)
             return _parse(file, size)
     except OSError as exc:
         return {"skip_reason": _unreadable(exc)}
@@ -656,6 +656,8 @@ def _parse(file: BinaryIO, size: int) -> Row:
     try:
         dataset = _dcmread(reader, force=False)
         row = _columns(dataset)
+        # Converting a file meta value can fail too (a damaged VR).
+        directory = dataset.file_meta.get("MediaStorageSOPClassUID") == _DICOMDIR_CLASS
     except InvalidDicomError:
         return _parse_bare(file, size)
     except OSError:
@@ -667,7 +669,7 @@ def _parse(file: BinaryIO, size: int) -> Row:
 
     if reader.overran:
         return {"skip_reason": TRUNCATED}
-    if dataset.file_meta.get("MediaStorageSOPClassUID") == _DICOMDIR_CLASS:
+    if directory:
         return {"skip_reason": DICOMDIR}
     return row
 
@@ -704,21 +706,343 @@ def _dcmread(reader: _Reader, force: bool) -> FileDataset:
     )
 
 
-def _columns(dataset: FileDataset) -> Row:
-    """Return the index columns of a parsed header, with its skip reason."""
-    row: Row = {
-        column: _text(dataset, keyword) for column, keyword in _KEYWORDS.items()
+# The quick header walk ---------------------------------------------------------
+#
+# pydicom takes about a millisecond for a typical header, most of it stepping
+# over elements the index does not need, which sets the cost of a first scan.
+# The walk below steps over them itself, the way pydicom reads them, and gives
+# pydicom only the elements the index needs to convert. It takes well-formed
+# little-endian Part 10 files; anything else (big endian, deflate, no file
+# meta, a command set, a DICOMDIR, an unknown VR, an undefined length pydicom
+# would search through, an item that does not end where it says, anything past
+# the end of the file) makes it give up, and pydicom reads the file as before.
+
+_ITEM = 0xFFFEE000
+_ITEM_END = 0xFFFEE00D
+_SEQUENCE_END = 0xFFFEE0DD
+_UNDEFINED = 0xFFFFFFFF
+# Where pydicom's stop_before_pixels stops, at the top level only.
+_PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00009, 0x7FE00008})
+_VRS = frozenset(vr.value.encode() for vr in VR if len(vr.value) == 2)
+_LONG_VRS = frozenset(vr.encode() for vr in EXPLICIT_VR_LENGTH_32)
+_WANTED = frozenset(int(tag) for tag in _TAGS) | {0x00080005}  # and the charset
+_COLUMN_TAGS = {column: int(Tag(keyword)) for column, keyword in _KEYWORDS.items()}
+_SYNTAX_TAG = 0x00020010  # TransferSyntaxUID
+_CLASS_TAG = 0x00020002  # MediaStorageSOPClassUID
+_NOTHING: frozenset[int] = frozenset()
+_CHUNK = 65536
+_HEADER = struct.Struct("<HHI")  # group, element, and 4 more bytes
+_LONG = struct.Struct("<I")
+_GROUP = struct.Struct("<H")
+
+
+class _GiveUp(Exception):
+    """The quick walk met something it leaves to pydicom."""
+
+
+class _Walk:
+    """Steps over the elements of one header as pydicom reads them (PS3.5 7).
+
+    The file is read a chunk at a time; ``found`` collects the top-level
+    elements the index needs, as pydicom's raw elements.
+    """
+
+    def __init__(self, file: BinaryIO, size: int) -> None:
+        self._file = file
+        self.size = size
+        self._base = 0
+        self._data = file.read(min(size, _CHUNK))
+        self.found: dict[int, RawDataElement] = {}
+
+    def take(self, offset: int, length: int) -> bytes:
+        """Return ``length`` bytes at ``offset``; give up past the end of file."""
+        at = self._at(offset, length)
+        return self._data[at : at + length]
+
+    def _at(self, offset: int, length: int) -> int:
+        """Return where the bytes at ``offset`` sit in the chunk, reading it."""
+        at = offset - self._base
+        if at >= 0 and at + length <= len(self._data):
+            return at
+        if offset + length > self.size:
+            raise _GiveUp
+        self._file.seek(offset)
+        self._data = self._file.read(min(max(length, _CHUNK), self.size - offset))
+        self._base = offset
+        if len(self._data) < length:
+            raise _GiveUp  # the file is shorter than when it was listed
+        return 0
+
+    def element(
+        self, offset: int, implicit: bool
+    ) -> tuple[int, bytes | None, int, int]:
+        """Read an element's header: tag, VR, value length and value offset."""
+        data = self._data
+        at = offset - self._base
+        if at < 0 or at + 12 > len(data):
+            # Near the end of the chunk: read on (8 bytes, or 12 for a long VR).
+            at = self._at(offset, min(12, max(8, self.size - offset)))
+            data = self._data
+        group, number, length = _HEADER.unpack_from(data, at)
+        tag = group << 16 | number
+        if implicit or tag == _ITEM_END:
+            return tag, None, length, offset + 8
+        vr = data[at + 4 : at + 6]
+        if vr not in _VRS:
+            raise _GiveUp  # pydicom would guess the encoding again
+        if vr in _LONG_VRS:
+            if at + 12 > len(data):
+                raise _GiveUp
+            (length,) = _LONG.unpack_from(data, at + 8)
+            return tag, vr, length, offset + 12
+        return tag, vr, length >> 16, offset + 8  # the 2 bytes after the VR
+
+    def dataset(self, offset: int, end: int | None, implicit: bool, top: bool) -> int:
+        """Walk a dataset (the top one, or an item); return where reading ends."""
+        implicit = self._encoding(offset, implicit, top)
+        wanted = _WANTED if top else _NOTHING
+        limit = self.size if end is None else end
+        while offset < limit:
+            # The element's header, as element() reads it, kept inline: this
+            # loop runs for every element of every file.
+            data = self._data
+            at = offset - self._base
+            if at < 0 or at + 12 > len(data):
+                at = self._at(offset, min(12, max(8, self.size - offset)))
+                data = self._data
+            group, number, length = _HEADER.unpack_from(data, at)
+            tag = group << 16 | number
+            value = offset + 8
+            vr = None
+            if not implicit and tag != _ITEM_END:
+                vr = data[at + 4 : at + 6]
+                if vr not in _VRS:
+                    raise _GiveUp  # pydicom would guess the encoding again
+                if vr not in _LONG_VRS:
+                    length >>= 16  # the 2 bytes after the VR
+                elif at + 12 > len(data):
+                    raise _GiveUp
+                else:
+                    (length,) = _LONG.unpack_from(data, at + 8)
+                    value += 4
+
+            if group == 0xFFFE or (top and tag in _PIXEL_TAGS):
+                return self._stop(tag, length, offset, value, end, top)
+            if length == _UNDEFINED or tag in wanted:
+                offset = self._value(tag, vr, length, value, implicit, top)
+            else:
+                offset = value + length
+
+        # Past the limit: only the end of the file, or of a defined-length
+        # item, exactly, is where pydicom stops without trouble.
+        if offset != limit or (end is None and not top):
+            raise _GiveUp
+        return offset
+
+    def sequence(self, offset: int, implicit: bool) -> int:
+        """Walk the items of an undefined-length sequence; return its end."""
+        while True:
+            group, number, length = _HEADER.unpack_from(self._data, self._at(offset, 8))
+            tag = group << 16 | number
+            if tag == _SEQUENCE_END:
+                return offset + 8
+            if tag != _ITEM:
+                raise _GiveUp
+            start = offset + 8
+            end = None if length == _UNDEFINED else start + length
+            offset = self.dataset(start, end, implicit, top=False)
+
+    def _encoding(self, offset: int, implicit: bool, top: bool) -> bool:
+        """Return the VR encoding pydicom reads a dataset starting here with."""
+        # pydicom checks the first VR against the encoding it expects; an item
+        # may switch to implicit VR (PS3.5 6.2.2), the top dataset may not here.
+        if not top and implicit:
+            return True
+        first = self.take(offset + 4, 2)
+        looks_implicit = not (0x40 < first[0] < 0x5B and 0x40 < first[1] < 0x5B)
+        if looks_implicit != implicit:
+            if top:
+                raise _GiveUp
+            return True
+        return implicit
+
+    def _value(
+        self,
+        tag: int,
+        vr: bytes | None,
+        length: int,
+        value: int,
+        implicit: bool,
+        top: bool,
+    ) -> int:
+        """Keep a value the index needs, or walk a sequence; return what follows."""
+        if length != _UNDEFINED:
+            self.found[tag] = _raw(self, BaseTag(tag), vr, length, value, implicit)
+            return value + length
+        if (top and tag in _WANTED) or not self._is_sequence(tag, vr, value):
+            raise _GiveUp
+        return self.sequence(value, implicit)
+
+    def _stop(
+        self, tag: int, length: int, offset: int, value: int, end: int | None, top: bool
+    ) -> int:
+        """Where a dataset ends at pixel data or an item delimiter, else give up."""
+        if top and tag in _PIXEL_TAGS:
+            return offset
+        # Only an undefined-length item ends with a delimiter; any other item
+        # tag here is out of place.
+        if tag != _ITEM_END or top or end is not None or length != 0:
+            raise _GiveUp
+        return value
+
+    def _is_sequence(self, tag: int, vr: bytes | None, value: int) -> bool:
+        """Say whether pydicom reads an undefined-length element as a sequence."""
+        if vr == b"UN" and pydicom_config.settings.infer_sq_for_un_vr:
+            vr = b"SQ"
+        if vr is None or (vr == b"UN" and pydicom_config.replace_un_with_known_vr):
+            try:
+                vr = dictionary_VR(tag).encode()
+            except KeyError:
+                # A private or unknown tag: pydicom looks for an item tag.
+                group, number = struct.unpack("<HH", self.take(value, 4))
+                if group << 16 | number == _ITEM:
+                    vr = b"SQ"
+        return vr == b"SQ"
+
+
+def _raw(
+    walk: _Walk, tag: BaseTag, vr: bytes | None, length: int, value: int, implicit: bool
+) -> RawDataElement:
+    """Return an element as pydicom's reader does before converting it."""
+    name = None if vr is None else vr.decode()
+    if length:
+        data: bytes | None = walk.take(value, length)
+    else:
+        data = cast(bytes | None, empty_value_for_VR(name, raw=True))
+    return RawDataElement(tag, name, length, data, value, implicit, True)
+
+
+def _quick_parse(file: BinaryIO, size: int) -> Row | None:
+    """Read a well-formed header without pydicom's parser; None to leave it to it."""
+    try:
+        return _quick_columns(_Walk(file, size))
+    except _GiveUp:
+        return None
+    except Exception as exc:
+        # Whatever the walk did not foresee, pydicom decides as before.
+        logger.debug("quick header read gave up: %s", type(exc).__name__)
+        return None
+
+
+def _quick_columns(walk: _Walk) -> Row:
+    """Walk the file meta and the header; return the index columns."""
+    if walk.take(_PREFIX - 4, 4) != b"DICM":
+        raise _GiveUp
+
+    # File meta (PS3.10 7.1): explicit VR little endian, group 0002.
+    first = walk.take(_PREFIX + 4, 2)
+    if not (0x40 < first[0] < 0x5B and 0x40 < first[1] < 0x5B):
+        raise _GiveUp
+    meta: dict[int, RawDataElement] = {}
+    offset = _PREFIX
+    while _GROUP.unpack(walk.take(offset, 2))[0] == 2:
+        tag, vr, length, value = walk.element(offset, implicit=False)
+        if length == _UNDEFINED:
+            raise _GiveUp
+        meta[tag] = _raw(walk, BaseTag(tag), vr, length, value, implicit=False)
+        offset = value + length
+    # pydicom reads up to 12 bytes past the meta to find what follows it.
+    if not meta or offset + 12 > walk.size:
+        raise _GiveUp
+    if _GROUP.unpack(walk.take(offset, 2))[0] == 0:
+        raise _GiveUp  # a command set
+    syntax = _converted(meta.get(_SYNTAX_TAG))
+    if (
+        syntax is None
+        or syntax in (ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian)
+        or syntax in pydicom.uid.PrivateTransferSyntaxes
+        or _converted(meta.get(_CLASS_TAG)) == _DICOMDIR_CLASS
+    ):
+        raise _GiveUp
+
+    # The dataset, in the encoding pydicom reads it with for this syntax.
+    walk.dataset(offset, None, syntax == ImplicitVRLittleEndian, top=True)
+
+    # Values converted as pydicom's Dataset does: text in the dataset's
+    # Specific Character Set (PS3.5 6.1), itself read in the default one.
+    found = walk.found
+    charset = found.get(0x00080005)
+    encoding = default_encoding if charset is None else _encodings(*_key_of(charset))
+    values = {
+        column: _converted(found.get(tag), encoding)
+        for column, tag in _COLUMN_TAGS.items()
     }
+    return _row(values, syntax)
+
+
+def _converted(
+    raw: RawDataElement | None, encoding: str | tuple[str, ...] = default_encoding
+) -> str | None:
+    """Return the text of a raw element as pydicom converts it; None if absent."""
+    if raw is None:
+        return None
+    return _text_of(*_key_of(raw), encoding)
+
+
+def _key_of(raw: RawDataElement) -> tuple[int, str | None, bytes | None, bool, int]:
+    """What a raw element's converted value depends on, beyond the encoding."""
+    # pydicom's validation mode decides whether a malformed value raises.
+    mode = pydicom_config.settings.reading_validation_mode
+    return int(raw.tag), raw.VR, raw.value, raw.is_implicit_VR, mode
+
+
+# Most values repeat from file to file (a series shares all but its SOP
+# Instance UID), and pydicom's conversion is a pure function of these: convert
+# each distinct one once. Failures are not remembered, so they reach pydicom.
+@functools.lru_cache(maxsize=4096)
+def _text_of(
+    tag: int,
+    vr: str | None,
+    value: bytes | None,
+    implicit: bool,
+    mode: int,
+    encoding: str | tuple[str, ...],
+) -> str | None:
+    """Convert one raw value with pydicom and return it as index text."""
+    raw = RawDataElement(BaseTag(tag), vr, len(value or b""), value, 0, implicit, True)
+    # A character set's encodings come as a list, the default one as a string.
+    codecs = list(encoding) if isinstance(encoding, tuple) else encoding
+    return _text(convert_raw_data_element(raw, encoding=codecs).value)
+
+
+@functools.lru_cache(maxsize=256)
+def _encodings(
+    tag: int, vr: str | None, value: bytes | None, implicit: bool, mode: int
+) -> tuple[str, ...]:
+    """Return the Python encodings a Specific Character Set value names."""
+    raw = RawDataElement(BaseTag(tag), vr, len(value or b""), value, 0, implicit, True)
+    charset = convert_raw_data_element(raw, encoding=default_encoding).value
+    return tuple(convert_encodings(charset))
+
+
+def _columns(dataset: FileDataset) -> Row:
+    """Return the index columns of a header pydicom parsed, with its skip reason."""
+    values = {column: dataset.get(keyword) for column, keyword in _KEYWORDS.items()}
     # Without file meta the transfer syntax is pydicom's guess: record none.
-    row["transfer_syntax_uid"] = _text(dataset.file_meta, "TransferSyntaxUID")
+    return _row(values, dataset.file_meta.get("TransferSyntaxUID"))
+
+
+def _row(values: dict[str, Any], transfer_syntax: Any) -> Row:
+    """Return the index columns of a header's values, with its skip reason."""
+    row: Row = {column: _text(value) for column, value in values.items()}
+    row["transfer_syntax_uid"] = _text(transfer_syntax)
     missing = row["study_uid"] is None or row["sop_uid"] is None
     row["skip_reason"] = NO_UIDS if missing else None
     return row
 
 
-def _text(dataset: Dataset, keyword: str) -> str | None:
+def _text(value: Any) -> str | None:
     """Return an element's value as text, or None when absent or empty."""
-    value = dataset.get(keyword)
     if value is None:
         return None
     if isinstance(value, MultiValue):
@@ -728,18 +1052,74 @@ def _text(dataset: Dataset, keyword: str) -> str | None:
     return text.strip() or None
 
 
-def _key(selection: Selection) -> ColumnElement[bool]:
-    """The SQL condition for a selection's key: study UID, accession or patient."""
+def _key(selection: Selection) -> tuple[str, str]:
+    """Return a selection's key column and value: study UID, accession or patient."""
     if selection.study_instance_uid is not None:
-        return col(IndexedFile.study_uid) == selection.study_instance_uid
+        return "study_uid", selection.study_instance_uid
     if selection.accession_number is not None:
-        return col(IndexedFile.accession_number) == selection.accession_number
+        return "accession_number", selection.accession_number
     if selection.patient_id is not None:
-        return col(IndexedFile.patient_id) == selection.patient_id
+        return "patient_id", selection.patient_id
     raise ValueError(
         f"manifest row {selection.row} has no StudyInstanceUID, AccessionNumber "
         "or PatientID, so it selects nothing"
     )
+
+
+# The queries find() and instances() run for every manifest row and study,
+# built once with bound parameters: building them anew took most of the time
+# of a find().
+#
+# A row of the folder (bound as "root"), kept off the root index: without
+# ANALYZE statistics SQLite picks the root index, which reads every row of the
+# folder, over the index of a key or study; 'root || ""' cannot use it.
+_IN_FOLDER = col(IndexedFile.root).concat("") == bindparam("root")
+_USABLE = _IN_FOLDER & col(IndexedFile.skip_reason).is_(None)
+
+_INSTANCES = (
+    select(col(IndexedFile.path), col(IndexedFile.sop_uid))
+    .where(_USABLE, col(IndexedFile.study_uid) == bindparam("study"))
+    .order_by(col(IndexedFile.path))
+)
+
+
+_Combos = Select[str | None, str | None, str | None, str | None, int]
+_Counts = Select[str | None, int]
+
+
+@functools.cache
+def _find_queries(column: str) -> tuple[_Combos, _Counts]:
+    """The queries of find() for one key column: combinations, instance counts."""
+    key = col(getattr(IndexedFile, column)) == bindparam("key")
+    matched = select(col(IndexedFile.study_uid)).where(_USABLE, key)
+    in_matched = col(IndexedFile.study_uid).in_(matched.scalar_subquery())
+
+    # One row per distinct (study, patient, date, modality), with file counts.
+    combos = (
+        select(
+            col(IndexedFile.study_uid),
+            col(IndexedFile.patient_id),
+            col(IndexedFile.study_date),
+            col(IndexedFile.modality),
+            func.count(),
+        )
+        .where(_USABLE, in_matched)
+        .group_by(
+            col(IndexedFile.study_uid),
+            col(IndexedFile.patient_id),
+            col(IndexedFile.study_date),
+            col(IndexedFile.modality),
+        )
+    )
+    counts = (
+        select(
+            col(IndexedFile.study_uid),
+            func.count(distinct(col(IndexedFile.sop_uid))),
+        )
+        .where(_USABLE, in_matched)
+        .group_by(col(IndexedFile.study_uid))
+    )
+    return combos, counts
 
 
 def _most_common(counts: Counter[str]) -> str | None:

@@ -6,13 +6,19 @@ import datetime
 import errno
 import logging
 import os
+import random
+import shutil
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pydicom
 import pytest
+from pydicom.data import get_testdata_file, get_testdata_files
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.fileset import FileSet
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -22,6 +28,7 @@ from exporter.sources import FolderSource, open_source
 from exporter.sources import folder as folder_module
 from exporter.state.db import open_database
 from exporter.state.models import IndexedFile
+from exporter.synthetic import make_source
 
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
@@ -397,10 +404,24 @@ class TestSkipReasons:
 
         write_ct(root / "1.dcm", "1.2.3.1")
         monkeypatch.setattr(pydicom, "dcmread", explode)
+        monkeypatch.setattr(folder_module, "_quick_parse", no_quick_walk)
 
         source.scan()
 
         assert reasons(source) == {"1.dcm": "truncated or unreadable header"}
+
+    def test_damaged_file_meta_value(self, root: Path, source: FolderSource):
+        """A file meta element with a damaged VR skips its file, not the scan."""
+        path = write_ct(root / "bad.dcm", "1.2.3.1")
+        data = path.read_bytes()
+        element = data.index(b"\x02\x00\x02\x00UI")  # MediaStorageSOPClassUID
+        path.write_bytes(data[: element + 4] + b"U\xa8" + data[element + 6 :])
+        write_ct(root / "good.dcm", "1.2.3.2")
+
+        report = source.scan()
+
+        assert reasons(source) == {"bad.dcm": "truncated or unreadable header"}
+        assert report.files_indexed == 2
 
     def test_bad_files_do_not_stop_the_scan(self, root: Path, source: FolderSource):
         """Good files around every kind of bad file are all indexed."""
@@ -423,6 +444,217 @@ class TestSkipReasons:
         }
 
 
+# The quick header walk ---------------------------------------------------------
+
+
+def no_quick_walk(file: object, size: int) -> None:
+    """Stand in for the quick header walk, leaving every file to pydicom."""
+    return None
+
+
+def columns(path: Path, *, quick: bool) -> dict[str, object]:
+    """Return a file's index columns, read with or without the quick walk."""
+    size = path.stat().st_size
+    if quick:
+        return folder_module._read_header(str(path), size)
+    original = folder_module._quick_parse
+    folder_module._quick_parse = no_quick_walk  # type: ignore[assignment]
+    try:
+        return folder_module._read_header(str(path), size)
+    finally:
+        folder_module._quick_parse = original
+
+
+def walked(path: Path) -> dict[str, object] | None:
+    """Return what the quick walk alone makes of a file; None if it gives up."""
+    with path.open("rb") as file, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return folder_module._quick_parse(file, path.stat().st_size)
+
+
+def undefined_lengths(ds: Dataset) -> Dataset:
+    """Give ``ds`` a nested sequence written with undefined lengths throughout."""
+    code = Dataset()
+    code.CodeValue = "121311"
+    code.CodingSchemeDesignator = "DCM"
+    item = Dataset()
+    item.ReferencedSOPClassUID = CT_IMAGE
+    item.ReferencedSOPInstanceUID = "1.2.3.77"
+    item.PurposeOfReferenceCodeSequence = [code]
+    item["PurposeOfReferenceCodeSequence"].is_undefined_length = True
+    item.is_undefined_length_sequence_item = True
+    ds.ReferencedImageSequence = [item, Dataset()]
+    ds["ReferencedImageSequence"].is_undefined_length = True
+    return ds
+
+
+def without_pixels(ds: Dataset) -> Dataset:
+    """Remove the pixel data, so the header runs to the end of the file."""
+    del ds.PixelData
+    return ds
+
+
+def with_charset(charset: str | list[str], patient_id: str) -> Dataset:
+    """A dataset whose PatientID and accession need its character set to read."""
+    ds = ct_dataset("1.2.3.8", patient_id=patient_id, accession="Nº" + patient_id)
+    ds.SpecificCharacterSet = charset
+    return ds
+
+
+def write_implicit(path: Path, ds: Dataset) -> Path:
+    """Write ``ds`` as a Part 10 file in Implicit VR Little Endian."""
+    write(path, ds)
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def private_sequence(path: Path) -> Path:
+    """An implicit VR file with an undefined-length private sequence."""
+    ds = ct_dataset("1.2.3.5")
+    block = ds.private_block(0x0009, "EXPORTER TEST", create=True)
+    item = Dataset()
+    item.add_new(0x00091010, "LO", "inside")
+    block.add_new(0x20, "SQ", [item])
+    ds[0x00091020].is_undefined_length = True
+    return write_implicit(path, ds)
+
+
+def long_header(path: Path) -> Path:
+    """A file whose UIDs come after a private value longer than a read chunk."""
+    ds = ct_dataset("1.2.3.6")
+    block = ds.private_block(0x0009, "EXPORTER TEST", create=True)
+    block.add_new(0x10, "OB", b"\x01" * (folder_module._CHUNK + 1000))
+    return write(path, ds)
+
+
+# Files the quick walk reads itself: each kind, and the same in implicit VR.
+ORDINARY: dict[str, Callable[[Path], Path]] = {
+    "explicit VR": lambda path: write_ct(path, "1.2.3.1"),
+    "implicit VR": lambda path: write_implicit(path, ct_dataset("1.2.3.2")),
+    "undefined lengths": lambda path: write(
+        path, undefined_lengths(ct_dataset("1.2.3.3"))
+    ),
+    "undefined lengths, implicit VR": lambda path: write_implicit(
+        path, undefined_lengths(ct_dataset("1.2.3.4"))
+    ),
+    "private sequence, implicit VR": private_sequence,
+    "header longer than a chunk": long_header,
+    "no pixel data": lambda path: write(path, without_pixels(ct_dataset("1.2.3.7"))),
+    "Latin-1 identifiers": lambda path: write(
+        path, with_charset("ISO_IR 100", "Ærø-0012")
+    ),
+    "UTF-8 identifiers": lambda path: write(
+        path, with_charset("ISO_IR 192", "Zoë-日本-7")
+    ),
+    "ISO 2022 identifiers": lambda path: write(
+        path, with_charset(["", "ISO 2022 IR 87"], "ヤマダ-7")
+    ),
+}
+
+PYDICOM_FILES = sorted(
+    Path(name) for name in get_testdata_files() if Path(name).is_file()
+)
+
+
+class TestQuickWalk:
+    @pytest.mark.parametrize("make", ORDINARY.values(), ids=ORDINARY.keys())
+    def test_reads_ordinary_files(self, make, tmp_path: Path):
+        """Ordinary files are read by the walk, with pydicom's columns."""
+        path = make(tmp_path / "file.dcm")
+
+        quick = walked(path)
+
+        assert quick is not None
+        assert quick == columns(path, quick=False)
+        assert quick["sop_uid"] is not None
+
+    @pytest.mark.parametrize(
+        "name",
+        ["ExplVR_BigEnd.dcm", "image_dfl.dcm", "rtstruct.dcm", "SC_rgb_jpeg.dcm"],
+    )
+    def test_leaves_the_rest_to_pydicom(self, name: str):
+        """Big endian, deflate, no file meta, a lying transfer syntax: pydicom."""
+        path = Path(get_testdata_file(name))  # type: ignore[arg-type]
+
+        assert walked(path) is None
+        assert columns(path, quick=True) == columns(path, quick=False)
+
+    @pytest.mark.parametrize("path", PYDICOM_FILES, ids=lambda path: path.name)
+    def test_pydicom_test_files(self, path: Path):
+        """Every test file pydicom ships gets the same columns either way."""
+        assert columns(path, quick=True) == columns(path, quick=False)
+
+    @pytest.mark.parametrize("make", ORDINARY.values(), ids=ORDINARY.keys())
+    def test_damaged_copies(self, make, tmp_path: Path):
+        """Cut or altered, a file gets pydicom's verdict, or the walk gives up."""
+        data = make(tmp_path / "file.dcm").read_bytes()
+        rng = random.Random(7)
+        copies = [data[:cut] for cut in rng.sample(range(1, len(data)), 80)]
+        for _copy in range(80):
+            damaged = bytearray(data)
+            for _byte in range(rng.randint(1, 3)):
+                damaged[rng.randrange(min(len(data), 2000))] = rng.randrange(256)
+            copies.append(bytes(damaged))
+
+        path = tmp_path / "damaged.dcm"
+        walked_ones = 0
+        for copy in copies:
+            path.write_bytes(copy)
+            expected = columns(path, quick=False)
+            if walked(path) is not None:
+                walked_ones += 1
+                assert columns(path, quick=True) == expected
+        assert walked_ones > 0
+
+    def test_synthetic_source(self, tmp_path: Path, engine: Engine):
+        """A synthetic source's index is the same with and without the walk."""
+        make_source(tmp_path / "a", patients=2, instances_per_series=2)
+        shutil.copytree(tmp_path / "a", tmp_path / "b", symlinks=True)
+        FolderSource(tmp_path / "a", engine).scan()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(folder_module, "_quick_parse", no_quick_walk)
+            FolderSource(tmp_path / "b", engine).scan()
+
+        def by_name(folder: str) -> dict[str, tuple[object, ...]]:
+            prefix = str((tmp_path / folder).resolve())
+            return {
+                path[len(prefix) :]: (
+                    row.skip_reason,
+                    row.patient_id,
+                    row.study_uid,
+                    row.series_uid,
+                    row.sop_uid,
+                    row.sop_class_uid,
+                    row.accession_number,
+                    row.study_date,
+                    row.modality,
+                    row.transfer_syntax_uid,
+                )
+                for path, row in rows(engine).items()
+                if path.startswith(prefix + os.sep)
+            }
+
+        assert by_name("a") == by_name("b")
+        assert len(by_name("a")) > 10
+
+    def test_error_inside_the_walk(
+        self, root: Path, source: FolderSource, monkeypatch: pytest.MonkeyPatch
+    ):
+        """A failure the walk did not foresee leaves the file to pydicom."""
+
+        def explode(walk: object) -> object:
+            raise RuntimeError("walk bug")
+
+        write_ct(root / "1.dcm", "1.2.3.1")
+        monkeypatch.setattr(folder_module, "_quick_columns", explode)
+
+        source.scan()
+
+        assert source.skipped() == []
+        assert [ref.sop_uid for ref in source.instances("1.2.826.0.1.1")] == ["1.2.3.1"]
+
+
 # Incremental re-scan -----------------------------------------------------------
 
 
@@ -442,6 +674,27 @@ class TestRescan:
             4,
         )
         assert report.skipped == {"not DICOM": 1}
+
+    def test_nothing_changed_writes_nothing(
+        self, root: Path, source: FolderSource, engine: Engine
+    ):
+        """A rescan of an unchanged folder, duplicates included, only reads."""
+        write_ct(root / "a.dcm", "1.2.3.1")
+        write_ct(root / "b.dcm", "1.2.3.1")
+        make_text(root / "notes.txt")
+        source.scan()
+        statements: list[str] = []
+        event.listen(
+            engine,
+            "before_cursor_execute",
+            lambda conn, cursor, statement, *args: statements.append(statement),
+        )
+
+        report = source.scan()
+
+        assert report.skipped == {"duplicate SOPInstanceUID": 1, "not DICOM": 1}
+        assert statements
+        assert not [s for s in statements if s.split()[0] != "SELECT"]
 
     def test_touched_file_is_read_again(
         self, root: Path, source: FolderSource, engine: Engine
