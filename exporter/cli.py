@@ -380,6 +380,10 @@ def verify(
     export: Annotated[Path, typer.Argument(help="The export folder to check.")],
     workspace: ExistingWorkspaceFlag = None,
     database_url: DatabaseUrlFlag = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Processes reading the files.", show_default="cores"),
+    ] = None,
 ) -> None:
     """Look for every identifying value the exports saw, in every file of EXPORT.
 
@@ -389,7 +393,9 @@ def verify(
     from exporter.verify.run import verify_folder
 
     try:
-        findings, checked, ocr = verify_folder(export, workspace, database_url)
+        findings, checked, ocr = verify_folder(
+            export, workspace, database_url, workers or os.cpu_count() or 1
+        )
     except ExporterError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(EXIT_FAILED) from None

@@ -634,6 +634,7 @@ def _verify(
     explained: list[Explained],
     summary: JobSummary,
     progress: Progress,
+    workers: int = 1,
 ) -> None:
     """Check the finished export for every noted value; record it; write the report.
 
@@ -664,7 +665,7 @@ def _verify(
     # The cache holds file names and finding places, never a value.
     cache = job_dir / "verify-cache.json"
     for _ in range(2):
-        findings = verify_export(out, engine, retained, reader, cache)
+        findings = verify_export(out, engine, retained, reader, cache, workers)
         summary.findings = Counter(f.kind for f in findings)
         verdict = {
             "checked": True,
@@ -859,7 +860,14 @@ def run_job(request: RunRequest, progress: Progress | None = None) -> JobSummary
         _finalize(session, job, ws, out, recipe, options, summary)
         rows, _ = explain(recipe, frozenset(options) if options is not None else None)
         _verify(
-            request.verify, engine, out, ws.job_dir(job_id), rows, summary, progress
+            request.verify,
+            engine,
+            out,
+            ws.job_dir(job_id),
+            rows,
+            summary,
+            progress,
+            request.workers,
         )
         # Identifying pictures for reviewers: the workspace, never the export.
         summary.review = write_review(job_dir, out, _painted(job_dir))

@@ -54,13 +54,15 @@ def verify_export(
     retained: Iterable[str] = (),
     reader: ReadText | None = None,
     cache_file: Path | None = None,
+    workers: int = 1,
 ) -> list[Finding]:
     """Every place in ``out`` that holds a value the workspace noted.
 
     With a ``reader`` (see :func:`ocr_reader`), the images that may carry
     burned-in text, or whose text the export cleaned, are read by OCR too.
     With ``cache_file`` (in the workspace), files unchanged since the last
-    check with the same needles and reader are not read again.
+    check with the same needles and reader are not read again. ``workers``
+    processes share the files.
     """
     needles = needles_from(engine, retained)
     version = f"{needles.digest()} ocr={reader is not None}"
@@ -69,7 +71,7 @@ def verify_export(
         stored = json.loads(cache_file.read_text())
         if stored.get("version") == version:
             cache = stored["files"]
-    findings = scan_export(out, needles, reader, cache)
+    findings = scan_export(out, needles, reader, cache, workers)
     if cache_file is not None:
         text = json.dumps({"version": version, "files": cache}, sort_keys=True)
         write_atomic(cache_file, text.encode())

@@ -15,7 +15,10 @@ from exporter.workspace import open_workspace
 
 
 def verify_folder(
-    export: Path, workspace: Path | None, database_url: str | None = None
+    export: Path,
+    workspace: Path | None,
+    database_url: str | None = None,
+    workers: int = 1,
 ) -> tuple[list[Finding], int, bool]:
     """Findings in ``export``, how many files were checked, and whether OCR ran.
 
@@ -35,7 +38,7 @@ def verify_folder(
         record = json.loads(provenance.read_text())
         retained = list(record.get("verify", {}).get("retained_by_policy", []))
     reader = ocr_reader()
-    findings = verify_export(export, engine, retained, reader)
+    findings = verify_export(export, engine, retained, reader, workers=workers)
     checked = sum(1 for p in export.rglob("*") if p.is_file())
     return findings, checked, reader is not None
 

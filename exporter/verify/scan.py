@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -51,11 +52,70 @@ class Finding:
         return f"{self.file}: {self.place}: {self.kind}"
 
 
+class _Memo:
+    """The kinds found in short texts, remembered: a series repeats its header.
+
+    Element values recur from file to file (the same patient, study, series,
+    equipment), so each distinct (patient, value) is looked up once. Long
+    texts (a whole header read as bytes) are unique and not remembered.
+    """
+
+    LONGEST = 256  # characters of a text worth remembering
+    LIMIT = 200_000  # entries before the memo starts again
+
+    def __init__(self, needles: Scoped) -> None:
+        self.needles = needles
+        self.seen: dict[tuple[str | None, str], tuple[str, ...]] = {}
+
+    def look(self, patient: str | None) -> Look:
+        """The lookup for the files of ``patient`` (None: no patient folder)."""
+        return partial(self.find, patient)
+
+    def find(self, patient: str | None, text: str) -> tuple[str, ...]:
+        if len(text) > self.LONGEST:
+            return tuple(self.needles.find(text, patient=patient))
+        key = (patient, text)
+        kinds = self.seen.get(key)
+        if kinds is None:
+            if len(self.seen) >= self.LIMIT:
+                self.seen.clear()
+            kinds = self.seen[key] = tuple(self.needles.find(text, patient=patient))
+        return kinds
+
+
+@dataclass
+class _Scan:
+    """What every file's scan needs: set once per process."""
+
+    folders: dict[str, str]
+    cleaned: set[str]
+    memo: _Memo
+    read_pixels: ReadText | None
+
+
+_SCAN: _Scan | None = None  # a pool process's copy, set by its initializer
+# Files a pool process scans per request; fewer files are scanned here.
+_CHUNK = 32
+
+
+def _start_scanning(scan: _Scan) -> None:
+    global _SCAN
+    _SCAN = scan
+
+
+def _scan_chunk(chunk: list[tuple[Path, str, int]]) -> list[list[Finding]]:
+    assert _SCAN is not None
+    return [
+        _scan_path(path, relative, number, _SCAN) for path, relative, number in chunk
+    ]
+
+
 def scan_export(
     root: Path,
     needles: Scoped,
     read_pixels: ReadText | None = None,
     cache: dict[str, Any] | None = None,
+    workers: int = 1,
 ) -> list[Finding]:
     """Every finding in the export folder ``root``, in path order.
 
@@ -68,43 +128,60 @@ def scan_export(
     size, modification time and inode: a file unchanged since, checked with
     the same needles, is not read again. The caller keys the cache by
     :meth:`Scoped.digest` and the reader.
+
+    ``workers`` processes share the files when there are more than a few
+    chunks of them; the findings are the same, in the same order.
     """
-    folders = {safe_component(p): p for p in needles.by_patient}
-    cleaned = _cleaned_images(root)
+    scan = _Scan(
+        folders={safe_component(p): p for p in needles.by_patient},
+        cleaned=_cleaned_images(root),
+        memo=_Memo(needles),
+        read_pixels=read_pixels,
+    )
     known = cache if cache is not None else {}
     seen: dict[str, Any] = {}
-    findings: list[Finding] = []
+    todo: list[tuple[Path, str, int]] = []
     for number, path in enumerate(sorted(p for p in root.rglob("*") if p.is_file())):
         relative = path.relative_to(root).as_posix()
         info = path.stat()
         key = [info.st_size, info.st_mtime_ns, info.st_ino]
         entry = known.get(relative)
         if entry is None or entry["key"] != key:
-            found = _scan_path(
-                path, relative, number, folders, cleaned, needles, read_pixels
-            )
-            entry = {"key": key, "findings": [[f.file, f.place, f.kind] for f in found]}
+            todo.append((path, relative, number))
+            entry = {"key": key, "findings": None}
         seen[relative] = entry
-        findings += (Finding(*row) for row in entry["findings"])
+    for (_, relative, _), found in zip(
+        todo, _scan_all(todo, scan, workers), strict=True
+    ):
+        seen[relative]["findings"] = [[f.file, f.place, f.kind] for f in found]
     if cache is not None:
         cache.clear()
         cache.update(seen)
-    return findings
+    return [Finding(*row) for entry in seen.values() for row in entry["findings"]]
 
 
-def _scan_path(
-    path: Path,
-    relative: str,
-    number: int,
-    folders: dict[str, str],
-    cleaned: set[str],
-    needles: Scoped,
-    read_pixels: ReadText | None,
-) -> list[Finding]:
+def _scan_all(
+    todo: list[tuple[Path, str, int]], scan: _Scan, workers: int
+) -> Iterator[list[Finding]]:
+    """The findings of each file of ``todo``, in order, on ``workers`` processes."""
+    chunks = [todo[i : i + _CHUNK] for i in range(0, len(todo), _CHUNK)]
+    if workers <= 1 or len(chunks) < 2 * workers:
+        for path, relative, number in todo:
+            yield _scan_path(path, relative, number, scan)
+        return
+    with ProcessPoolExecutor(
+        max_workers=workers, initializer=_start_scanning, initargs=(scan,)
+    ) as pool:
+        for found in pool.map(_scan_chunk, chunks):
+            yield from found
+
+
+def _scan_path(path: Path, relative: str, number: int, scan: _Scan) -> list[Finding]:
     """The findings of one file of the export."""
     parts = relative.split("/")
+    folders, needles, read_pixels = scan.folders, scan.memo.needles, scan.read_pixels
     patient = folders.get(parts[1]) if parts[0] == "dicom" and len(parts) > 2 else None
-    look = partial(needles.find, patient=patient)
+    look = scan.memo.look(patient)
     findings: list[Finding] = []
     name = relative
     in_path = _unique(look(relative))
@@ -113,7 +190,7 @@ def _scan_path(
         name = f"[file {number + 1}, path withheld]"
         findings += (Finding(name, "path", kind) for kind in in_path)
     # OCR for the images the export cleaned, and those that may carry text.
-    ocr = _Ocr(read_pixels, relative in cleaned) if read_pixels else None
+    ocr = _Ocr(read_pixels, relative in scan.cleaned) if read_pixels else None
     try:
         findings += _scan_file(path, name, look, needles, ocr)
     except Exception as exc:  # an unreadable file is itself a finding

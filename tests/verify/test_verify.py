@@ -183,6 +183,19 @@ def test_the_source_itself_is_full_of_findings(
     assert {"address", "phone number", "institution", "device serial"} <= kinds
 
 
+def test_workers_share_the_files_and_find_the_same(
+    made: tuple[SyntheticSource, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes, a few files each: the same findings in the same order."""
+    from exporter.verify import scan
+
+    monkeypatch.setattr(scan, "_CHUNK", 2)
+    engine = open_database(open_workspace(made[2]).database_url)
+    one = verify_export(made[0].root, engine)
+    two = verify_export(made[0].root, engine, workers=2)
+    assert len(one) > 10 and two == one
+
+
 def test_raw_bytes_outside_elements_are_read(
     made: tuple[SyntheticSource, Path, Path], export: Path
 ) -> None:
