@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
@@ -75,22 +76,52 @@ def witness(ds: Dataset) -> set[tuple[str, str]]:
     return found
 
 
+# What the elements of earlier instances held, by tag, VR, encoding, character
+# sets and raw bytes: a series repeats its header, so most elements are
+# decoded once per worker instead of once per instance. Bounded: it starts
+# again when full.
+_SEEN: dict[tuple[object, ...], tuple[tuple[str, str], ...]] = {}
+_SEEN_LIMIT = 50_000
+
+
 def _walk(ds: Dataset) -> Iterator[tuple[str, str]]:
     # One pass; raw elements stay raw unless they are noted or are names or
-    # sequences (which the recipe decodes anyway).
+    # sequences, and then only when their bytes were not seen before.
+    charsets = tuple(ds.original_character_set or ())
     for raw in ds.elements():
         kind = _BY_TAG.get(raw.tag)
         vr = raw.VR or _dictionary_vr(raw.tag)
         if kind is None and vr not in ("PN", "SQ"):
             continue
-        elem = ds[raw.tag]
-        if kind is not None:
-            yield from ((kind, v) for v in _strings(elem.value))
-        elif elem.VR == "PN":
-            yield from (("name", v) for v in _strings(elem.value))
-        elif isinstance(elem.value, Sequence):
-            for item in elem.value:
-                yield from _walk(item)
+        if not isinstance(raw, RawDataElement) or not isinstance(raw.value, bytes):
+            yield from _element(ds, raw.tag, kind)
+            continue
+        key = (
+            int(raw.tag),
+            vr,
+            raw.is_implicit_VR,
+            raw.is_little_endian,
+            charsets,
+            raw.value,
+        )
+        noted = _SEEN.get(key)
+        if noted is None:
+            if len(_SEEN) >= _SEEN_LIMIT:
+                _SEEN.clear()
+            noted = _SEEN[key] = tuple(_element(ds, raw.tag, kind))
+        yield from noted
+
+
+def _element(ds: Dataset, tag: int, kind: str | None) -> Iterator[tuple[str, str]]:
+    """What one element (decoded here) and the items under it hold."""
+    elem = ds[tag]
+    if kind is not None:
+        yield from ((kind, v) for v in _strings(elem.value))
+    elif elem.VR == "PN":
+        yield from (("name", v) for v in _strings(elem.value))
+    elif isinstance(elem.value, Sequence):
+        for item in elem.value:
+            yield from _walk(item)
 
 
 def _dictionary_vr(tag: int) -> str | None:
