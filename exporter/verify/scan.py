@@ -19,7 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
@@ -66,10 +66,16 @@ class _Memo:
     def __init__(self, needles: Scoped) -> None:
         self.needles = needles
         self.seen: dict[tuple[str | None, str], tuple[str, ...]] = {}
+        # By patient: (place prefix, tag, VR, encoding, character sets, raw
+        # bytes) of an element -> the (place, kind) it was found to hold.
+        self.elements: dict[str | None, dict[tuple[object, ...], _Places]] = {}
 
-    def look(self, patient: str | None) -> Look:
+    def look(self, patient: str | None) -> _Look:
         """The lookup for the files of ``patient`` (None: no patient folder)."""
-        return partial(self.find, patient)
+        elements = self.elements.setdefault(patient, {})
+        if len(elements) >= self.LIMIT:
+            elements.clear()
+        return _Look(partial(self.find, patient), elements)
 
     def find(self, patient: str | None, text: str) -> tuple[str, ...]:
         if len(text) > self.LONGEST:
@@ -81,6 +87,20 @@ class _Memo:
                 self.seen.clear()
             kinds = self.seen[key] = tuple(self.needles.find(text, patient=patient))
         return kinds
+
+
+_Places = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class _Look:
+    """Finds the kinds in a text; remembers what raw elements held."""
+
+    find: Callable[[str], Iterable[str]]
+    elements: dict[tuple[object, ...], _Places]
+
+    def __call__(self, text: str) -> Iterable[str]:
+        return self.find(text)
 
 
 @dataclass
@@ -277,8 +297,32 @@ def _cleaned_images(root: Path) -> set[str]:
 
 
 def _scan_dataset(ds: Dataset, name: str, prefix: str, look: Look) -> Iterator[Finding]:
-    for elem in ds:
-        yield from _scan_element(elem, name, prefix, look)
+    remembered = look.elements if isinstance(look, _Look) else None
+    charsets = tuple(ds.original_character_set or ())
+    for raw in ds.elements():
+        if (
+            remembered is None
+            or not isinstance(raw, RawDataElement)
+            or not isinstance(raw.value, bytes)
+        ):
+            yield from _scan_element(ds[raw.tag], name, prefix, look)
+            continue
+        # A series repeats its header: an element seen with the same bytes
+        # (and encoding, at the same place) is not decoded and read again.
+        key = (
+            prefix,
+            int(raw.tag),
+            raw.VR,
+            raw.is_implicit_VR,
+            raw.is_little_endian,
+            charsets,
+            raw.value,
+        )
+        places = remembered.get(key)
+        if places is None:
+            found = _scan_element(ds[raw.tag], name, prefix, look)
+            places = remembered[key] = tuple((f.place, f.kind) for f in found)
+        yield from (Finding(name, place, kind) for place, kind in places)
 
 
 def _scan_element(
