@@ -88,6 +88,26 @@ def _element_end(data: bytes, start: int, implicit: bool) -> tuple[int, int, boo
         cursor += item_length
 
 
+def raw_identity(ds: Dataset, raw: object) -> tuple[object, ...] | None:
+    """What decides the value of the raw element ``raw`` of ``ds``, or None.
+
+    Tag, VR, encoding, the dataset's character sets and the value bytes: two
+    elements with the same identity decode to the same value, so what was
+    read from one can stand for the other. None for an element already
+    decoded (there are no bytes to compare).
+    """
+    if not isinstance(raw, RawDataElement) or not isinstance(raw.value, bytes):
+        return None
+    return (
+        int(raw.tag),
+        raw.VR,
+        raw.is_implicit_VR,
+        raw.is_little_endian,
+        tuple(ds.original_character_set or ()),
+        raw.value,
+    )
+
+
 def read_source(path: str) -> SourceFile:
     """Read ``path``; split off the pixel data when it can be copied as bytes.
 

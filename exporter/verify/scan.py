@@ -19,12 +19,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from exporter.engine.files import safe_component
-from exporter.engine.rawfile import read_source
+from exporter.engine.rawfile import raw_identity, read_source
 from exporter.policy.gate import burned_in_risk
 from exporter.verify.needles import Scoped
 
@@ -298,26 +298,14 @@ def _cleaned_images(root: Path) -> set[str]:
 
 def _scan_dataset(ds: Dataset, name: str, prefix: str, look: Look) -> Iterator[Finding]:
     remembered = look.elements if isinstance(look, _Look) else None
-    charsets = tuple(ds.original_character_set or ())
     for raw in ds.elements():
-        if (
-            remembered is None
-            or not isinstance(raw, RawDataElement)
-            or not isinstance(raw.value, bytes)
-        ):
+        identity = raw_identity(ds, raw) if remembered is not None else None
+        if remembered is None or identity is None:
             yield from _scan_element(ds[raw.tag], name, prefix, look)
             continue
         # A series repeats its header: an element seen with the same bytes
         # (and encoding, at the same place) is not decoded and read again.
-        key = (
-            prefix,
-            int(raw.tag),
-            raw.VR,
-            raw.is_implicit_VR,
-            raw.is_little_endian,
-            charsets,
-            raw.value,
-        )
+        key = (prefix, *identity)
         places = remembered.get(key)
         if places is None:
             found = _scan_element(ds[raw.tag], name, prefix, look)

@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
-from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
+
+from exporter.engine.rawfile import raw_identity
 
 # keyword -> kind, for the attributes that identify whatever their VR.
 KINDS = {
@@ -87,23 +88,15 @@ _SEEN_LIMIT = 50_000
 def _walk(ds: Dataset) -> Iterator[tuple[str, str]]:
     # One pass; raw elements stay raw unless they are noted or are names or
     # sequences, and then only when their bytes were not seen before.
-    charsets = tuple(ds.original_character_set or ())
     for raw in ds.elements():
         kind = _BY_TAG.get(raw.tag)
         vr = raw.VR or _dictionary_vr(raw.tag)
         if kind is None and vr not in ("PN", "SQ"):
             continue
-        if not isinstance(raw, RawDataElement) or not isinstance(raw.value, bytes):
+        key = raw_identity(ds, raw)
+        if key is None:
             yield from _element(ds, raw.tag, kind)
             continue
-        key = (
-            int(raw.tag),
-            vr,
-            raw.is_implicit_VR,
-            raw.is_little_endian,
-            charsets,
-            raw.value,
-        )
         noted = _SEEN.get(key)
         if noted is None:
             if len(_SEEN) >= _SEEN_LIMIT:
