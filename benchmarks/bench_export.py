@@ -506,8 +506,20 @@ def _dask_cluster(folder: Path, workers: int) -> Iterator[Any]:
     cluster = dask_cluster.start(_fresh(folder), workers)
     try:
         yield cluster
+        print(f"dask workers' peak RSS over every round: {_peaks(cluster)}")
     finally:
         cluster.stop()
+
+
+def _peaks(cluster: Any) -> str:
+    """Each Dask worker's peak resident memory (Linux VmHWM), in MB."""
+    peaks = []
+    for pid in cluster.worker_pids():
+        status = Path(f"/proc/{pid}/status")
+        for line in status.read_text().splitlines() if status.exists() else ():
+            if line.startswith("VmHWM:"):
+                peaks.append(f"{int(line.split()[1]) * 1024 / 1e6:.0f} MB")
+    return ", ".join(peaks) or "not readable"
 
 
 def _rounds(
