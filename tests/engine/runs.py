@@ -21,8 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
 from sqlmodel import Session, select
 
+import exporter.workspace
 from exporter.engine.files import TMP_MARK
 from exporter.state import Job, Task, open_database
 from exporter.synthetic import make_source, write_manifest
@@ -74,6 +79,8 @@ class Corpus:
             str(self.out),
             "--workspace",
             str(workspace),
+            "--database-url",
+            state_url(workspace),
             "--workers",
             "2",
             "--quiet",
@@ -203,17 +210,36 @@ def has_dicom(out: Path) -> bool:
     return out.exists() and next(out.rglob("*.dcm"), None) is not None
 
 
+def state_url(workspace: Path) -> str:
+    """The state database of ``workspace`` under the backend being tested.
+
+    SQLite's ``state.db``, or in the PostgreSQL pass the database of its own
+    that tests/conftest.py gives each workspace; runs get it as --database-url.
+    """
+    return exporter.workspace.default_database_url(workspace)
+
+
+_ENGINES: dict[str, Engine] = {}
+
+
 def tasks_done(workspace: Path) -> int:
     """Studies marked done in the state database, read while a run writes it."""
-    uri = f"file:{workspace / 'state.db'}?mode=ro"
+    url = state_url(workspace)
+    query = "SELECT count(*) FROM task WHERE state = 'done'"
+    if url.startswith("sqlite"):
+        uri = f"file:{workspace / 'state.db'}?mode=ro"
+        try:
+            with sqlite3.connect(uri, uri=True, timeout=1) as db:
+                (count,) = db.execute(query).fetchone()
+        except sqlite3.OperationalError:  # not created yet, or busy
+            return 0
+        return int(count)
+    engine = _ENGINES.setdefault(url, create_engine(url, poolclass=NullPool))
     try:
-        with sqlite3.connect(uri, uri=True, timeout=1) as db:
-            (count,) = db.execute(
-                "SELECT count(*) FROM task WHERE state = 'done'"
-            ).fetchone()
-    except sqlite3.OperationalError:  # not created yet, or busy
+        with engine.connect() as connection:
+            return int(connection.execute(text(query)).scalar_one())
+    except SQLAlchemyError:  # not migrated yet
         return 0
-    return int(count)
 
 
 def plant_partial_writes(out: Path) -> None:
@@ -240,7 +266,7 @@ def leftovers(*roots: Path) -> list[Path]:
 
 def tasks(workspace: Path) -> tuple[list[Job], list[Task]]:
     """The jobs and tasks recorded in a workspace's state database."""
-    engine = open_database(f"sqlite:///{workspace / 'state.db'}")
+    engine = open_database(state_url(workspace))
     try:
         with Session(engine) as session:
             return list(session.exec(select(Job)).all()), list(

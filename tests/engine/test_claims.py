@@ -160,11 +160,9 @@ def test_free(claimer: str | None, until: datetime | None, expected: bool) -> No
 # Two runs of one job at once ----------------------------------------------------
 
 
-def test_two_runs_of_one_job_share_it(corpus: Corpus, state_backend: str) -> None:
+def test_two_runs_of_one_job_share_it(corpus: Corpus) -> None:
     """Started together on one workspace: both exit 0, the export is the
     reference, and each study was exported by one of them only."""
-    if state_backend != "sqlite":
-        pytest.skip("the runs are processes of their own, on the workspace's state.db")
     ws = corpus.workspace("two-runs")
     command = [*corpus.command(ws)[:-3], "--workers", "1", "--verbose"]
     runs = [
