@@ -46,7 +46,11 @@ class Pool:
 
     executor: Executor | None
     slots: int
-    description: str
+
+
+def resolve_cluster(cluster: str | None) -> str | None:
+    """The cluster to use: ``cluster``, else ``$EXPORTER_CLUSTER``, else None."""
+    return cluster or os.environ.get(ENV_CLUSTER) or None
 
 
 def check_cluster(cluster: str | None) -> None:
@@ -98,8 +102,8 @@ def open_pool(
         Local worker processes when there is no ``cluster``; 1 runs shards in
         this process.
     cluster
-        ``None`` takes ``$EXPORTER_CLUSTER`` when set. ``local:N`` starts a
-        Dask LocalCluster of N single-threaded worker
+        As :func:`resolve_cluster` gives it. ``local:N`` starts a Dask
+        LocalCluster of N single-threaded worker
         processes on loopback for this job; ``tcp://HOST:PORT`` or
         ``tls://HOST:PORT`` connects to a running Dask scheduler.
     dashboard
@@ -112,22 +116,17 @@ def open_pool(
         When the cluster value is malformed, the ``cluster`` extra is
         missing, or the scheduler cannot be reached.
     """
-    cluster = cluster or os.environ.get(ENV_CLUSTER) or None
     check_cluster(cluster)
     if cluster is None:
         if workers <= 1:
-            yield Pool(None, 1, "this process")
+            yield Pool(None, 1)
             return
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            yield Pool(pool, workers, f"{workers} local processes")
+            yield Pool(pool, workers)
         return
     with _dask_client(cluster, dashboard) as client:
         slots = sum(client.nthreads().values()) or 1
-        yield Pool(
-            client.get_executor(pure=False),
-            slots,
-            f"a Dask cluster of {len(client.nthreads())} workers",
-        )
+        yield Pool(client.get_executor(pure=False), slots)
 
 
 @contextmanager

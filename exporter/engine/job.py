@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import time
 from collections import Counter, defaultdict
@@ -42,10 +41,10 @@ from exporter.engine.claims import (
 )
 from exporter.engine.executors import (
     DEFAULT_DASHBOARD,
-    ENV_CLUSTER,
     Pool,
     check_cluster,
     open_pool,
+    resolve_cluster,
 )
 from exporter.engine.files import sweep_partial
 from exporter.engine.worker import (
@@ -463,7 +462,6 @@ WAIT_SECONDS = 2.0
 
 
 def _waiting_for(
-    engine: Engine,
     session: Session,
     job_id: str,
     attempted: set[int],
@@ -740,7 +738,8 @@ def run_job(request: RunRequest, progress: Progress | None = None) -> JobSummary
     manifest = read_manifest(request.manifest)
     recipe, options = _recipe(request)
     check_source(request.source, request.network)
-    check_cluster(request.cluster or os.environ.get(ENV_CLUSTER) or None)
+    cluster = resolve_cluster(request.cluster)
+    check_cluster(cluster)
     ws = open_workspace(root, request.database_url)
     if ws.created:
         progress.note(
@@ -819,7 +818,7 @@ def run_job(request: RunRequest, progress: Progress | None = None) -> JobSummary
         me = runner_id()
         attempted: set[int] = set()  # by this run: a short study waits for the next
         in_flight: set[int] = set()
-        renewed = [time.monotonic()]
+        renewed = time.monotonic()
 
         def claimed(tasks: Sequence[Task]) -> Iterator[StudyTask]:
             for t in tasks:
@@ -831,9 +830,10 @@ def run_job(request: RunRequest, progress: Progress | None = None) -> JobSummary
                     yield study_task(t)
 
         def heartbeat() -> None:
-            if time.monotonic() - renewed[0] >= HEARTBEAT.total_seconds() / 2:
+            nonlocal renewed
+            if time.monotonic() - renewed >= HEARTBEAT.total_seconds() / 2:
                 renew(engine, in_flight, me)
-                renewed[0] = time.monotonic()
+                renewed = time.monotonic()
 
         progress.start(len(pending))
 
@@ -846,12 +846,10 @@ def run_job(request: RunRequest, progress: Progress | None = None) -> JobSummary
             )
 
         try:
-            with open_pool(request.workers, request.cluster, request.dashboard) as pool:
+            with open_pool(request.workers, cluster, request.dashboard) as pool:
                 while pending:
                     _execute(claimed(pending), pool, on_result, heartbeat)
-                    pending = _waiting_for(
-                        engine, session, job_id, attempted, me, progress
-                    )
+                    pending = _waiting_for(session, job_id, attempted, me, progress)
                     ordinals.update({t.id or 0: t.ordinal for t in pending})
         finally:
             release(engine, in_flight, me)

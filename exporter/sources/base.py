@@ -154,7 +154,10 @@ def query_key(selection: Selection) -> tuple[str, str]:
         return "AccessionNumber", selection.accession_number
     if selection.patient_id:
         return "PatientID", selection.patient_id
-    raise ValueError("a selection needs StudyInstanceUID, AccessionNumber or PatientID")
+    raise ValueError(
+        f"manifest row {selection.row} has no StudyInstanceUID, AccessionNumber "
+        "or PatientID, so it selects nothing"
+    )
 
 
 def query_value(value: str) -> str:

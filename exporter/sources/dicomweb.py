@@ -118,8 +118,7 @@ class DicomwebSource:
         """
         query = urlencode({**filters, "includefield": ",".join(fields), "limit": _PAGE})
         answers: list[dict[str, Any]] = []
-        with self._calls("search for studies"):
-            self._connect()
+        with self._calls("search for studies"):  # connected: self._session is set
             while True:
                 url = f"{self.url}/studies?{key}={pattern}&{query}"
                 response = self._session.get(

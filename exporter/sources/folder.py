@@ -61,7 +61,13 @@ from sqlmodel import col
 
 from exporter.cohort import Selection
 from exporter.errors import SourceError
-from exporter.sources.base import InstanceRef, Retrieved, ScanReport, StudyRef
+from exporter.sources.base import (
+    InstanceRef,
+    Retrieved,
+    ScanReport,
+    StudyRef,
+    query_key,
+)
 from exporter.state.models import IndexedFile
 
 logger = logging.getLogger(__name__)
@@ -245,7 +251,8 @@ class FolderSource:
         ValueError
             If the selection has none of the three keys.
         """
-        column, value = _key(selection)
+        keyword, value = query_key(selection)
+        column = _COLUMNS[keyword]
         combos, counts = _find_queries(column)
         values = {"root": self._root, "key": value}
         with self._engine.connect() as connection:
@@ -1052,18 +1059,12 @@ def _text(value: Any) -> str | None:
     return text.strip() or None
 
 
-def _key(selection: Selection) -> tuple[str, str]:
-    """Return a selection's key column and value: study UID, accession or patient."""
-    if selection.study_instance_uid is not None:
-        return "study_uid", selection.study_instance_uid
-    if selection.accession_number is not None:
-        return "accession_number", selection.accession_number
-    if selection.patient_id is not None:
-        return "patient_id", selection.patient_id
-    raise ValueError(
-        f"manifest row {selection.row} has no StudyInstanceUID, AccessionNumber "
-        "or PatientID, so it selects nothing"
-    )
+# The index column of each key query_key() can give.
+_COLUMNS = {
+    "StudyInstanceUID": "study_uid",
+    "AccessionNumber": "accession_number",
+    "PatientID": "patient_id",
+}
 
 
 # The queries find() and instances() run for every manifest row and study,

@@ -226,7 +226,7 @@ class _Ocr:
 
 
 def _scan_file(
-    path: Path, name: str, look: Look, needles: Scoped, ocr: _Ocr | None
+    path: Path, name: str, look: _Look, needles: Scoped, ocr: _Ocr | None
 ) -> list[Finding]:
     with open(path, "rb") as handle:
         head = handle.read(132)
@@ -239,7 +239,7 @@ def _scan_file(
 
 
 def _scan_dicom(
-    path: Path, name: str, look: Look, ocr: _Ocr | None
+    path: Path, name: str, look: _Look, ocr: _Ocr | None
 ) -> Iterator[Finding]:
     source = read_source(str(path))  # the pixel data kept apart when it is last
     ds = source.dataset
@@ -296,11 +296,13 @@ def _cleaned_images(root: Path) -> set[str]:
     }
 
 
-def _scan_dataset(ds: Dataset, name: str, prefix: str, look: Look) -> Iterator[Finding]:
-    remembered = look.elements if isinstance(look, _Look) else None
+def _scan_dataset(
+    ds: Dataset, name: str, prefix: str, look: _Look
+) -> Iterator[Finding]:
+    remembered = look.elements
     for raw in ds.elements():
-        identity = raw_identity(ds, raw) if remembered is not None else None
-        if remembered is None or identity is None:
+        identity = raw_identity(ds, raw)
+        if identity is None:
             yield from _scan_element(ds[raw.tag], name, prefix, look)
             continue
         # A series repeats its header: an element seen with the same bytes
@@ -314,7 +316,7 @@ def _scan_dataset(ds: Dataset, name: str, prefix: str, look: Look) -> Iterator[F
 
 
 def _scan_element(
-    elem: DataElement, name: str, prefix: str, look: Look
+    elem: DataElement, name: str, prefix: str, look: _Look
 ) -> Iterator[Finding]:
     tag = int(elem.tag)
     place = f"{prefix}({tag >> 16:04X},{tag & 0xFFFF:04X})"

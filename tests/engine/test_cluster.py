@@ -6,11 +6,15 @@ from __future__ import annotations
 import random
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pydicom
 import pytest
+from pydicom.data import get_testdata_file
 
 pytest.importorskip("distributed", reason="the cluster extra is not installed")
 
@@ -210,17 +214,10 @@ def test_the_pool_reports_its_slots(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_workers_never_log_source_values(tmp_path: Path) -> None:
     """pydicom's warnings quote values (an invalid UID here); on Dask workers,
     which the CLI's logging setup does not reach, they stay silent too."""
-    import subprocess
-    import sys
-
-    from pydicom.data import get_testdata_file
-
     (tmp_path / "src").mkdir()
     shutil.copy(get_testdata_file("rtdose.dcm"), tmp_path / "src" / "dose.dcm")
     bad_uid = "1.2.123.456.78.9.0123.4567.89012345678901"
     assert bad_uid.encode() in (tmp_path / "src" / "dose.dcm").read_bytes()
-    import pydicom
-
     patient = str(pydicom.dcmread(tmp_path / "src" / "dose.dcm").PatientID)
     manifest = write_manifest(tmp_path / "m.csv", [{"PatientID": patient}])
     done = subprocess.run(
