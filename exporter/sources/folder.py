@@ -51,11 +51,11 @@ from sqlalchemy import (
     delete,
     distinct,
     func,
-    insert,
     or_,
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import col
 
@@ -511,9 +511,24 @@ class _Writer:
                 delete(IndexedFile).where(col(IndexedFile.path).in_(paths))
             )
             if self._rows:
-                connection.execute(insert(IndexedFile), self._rows)
+                connection.execute(self._upsert(), self._rows)
         self._gone = []
         self._rows = []
+
+    def _upsert(self) -> Any:
+        """INSERT that overwrites a row with the same path.
+
+        Two runs of one job (or two commands on one workspace) may index the
+        same folder at once: the second's rows replace the first's, which hold
+        the same values, instead of failing on the path's uniqueness.
+        """
+        dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
+        statement = dialect.insert(IndexedFile)
+        columns = [c.name for c in IndexedFile.__table__.columns if c.name != "path"]  # type: ignore[attr-defined]
+        return statement.on_conflict_do_update(
+            index_elements=["path"],
+            set_={name: statement.excluded[name] for name in columns},
+        )
 
     def _flush_if_full(self) -> None:
         """Commit once a batch is full."""

@@ -18,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -52,14 +54,26 @@ _PG_LOCK_KEY = 0x6578706F72746572  # "exporter"
 _IDENTITY_LABEL = b"workspace-identity\x00"
 
 
+_WAL_ATTEMPTS = 300  # 0.1 s apart: the 30 s of busy_timeout
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # First the wait, so that switching a new file to WAL waits for another
     # process doing the same instead of failing.
     cursor.execute("PRAGMA busy_timeout=30000")
     # WAL lets a reader (progress, a second command) run beside the writer and
-    # makes each commit durable without rewriting the whole file.
-    cursor.execute("PRAGMA journal_mode=WAL")
+    # makes each commit durable without rewriting the whole file. Switching a
+    # new file to WAL can report "locked" at once, without the wait, while
+    # another process switches it: try again for as long as the wait would.
+    for attempt in range(_WAL_ATTEMPTS):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == _WAL_ATTEMPTS - 1:
+                raise
+            time.sleep(0.1)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 

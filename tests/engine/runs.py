@@ -57,8 +57,15 @@ class Corpus:
         return self.root / "export"
 
     def workspace(self, name: str) -> Path:
-        """A new workspace holding the shared project secret."""
-        ws = self.root / name
+        """A new workspace holding the shared project secret.
+
+        Named ``name``, or ``name-2``... when a test of the other state backend
+        made that one already (the corpus serves both).
+        """
+        ws, number = self.root / name, 1
+        while ws.exists():
+            number += 1
+            ws = self.root / f"{name}-{number}"
         ws.mkdir()
         key = ws / "secret.key"
         key.write_text(SECRET, encoding="ascii")

@@ -1045,3 +1045,33 @@ class TestOpenSource:
 
         with pytest.raises(SourceError, match=r"'.*dicom' cannot be read"):
             open_source(str(root), engine)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_scans_writing_one_path_at_once_do_not_fail(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """Two runs indexing one folder together: a row the other run has just
+    written is replaced, not a uniqueness error (as on PostgreSQL before)."""
+    url = (
+        request.getfixturevalue("postgres_database")
+        if backend == "postgresql"
+        else f"sqlite:///{tmp_path / 'state.db'}"
+    )
+    engine = open_database(url)
+    row = {
+        c.name: None
+        for c in IndexedFile.__table__.columns  # type: ignore[attr-defined]
+    }
+    row.update(path="/data/a.dcm", root="/data", size=10, mtime_ns=1)
+    first = folder_module._Writer(engine)
+    first.put(dict(row))
+    first.flush()
+    # The other run read the index before the first wrote: it inserts the row
+    # again, without a delete that would have made room.
+    second = folder_module._Writer(engine)
+    with engine.begin() as connection:
+        connection.execute(second._upsert(), [dict(row, size=11)])
+    with Session(engine) as session:
+        rows = session.exec(select(IndexedFile)).all()
+    assert [(r.path, r.size) for r in rows] == [("/data/a.dcm", 11)]
